@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv and fetch the Kafka broker jars from Maven Central on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install check down clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "abstream needs Python 3.11+, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	$(BIN)/abstream local fetch
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/abstream local up
+	$(BIN)/abstream topics create
+	$(BIN)/abstream local status
+
+test: install
+	$(BIN)/pytest
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+down:
+	$(BIN)/abstream local down
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,138 @@
+"""The error hierarchy: one root, subclasses that carry enough context to act on.
+
+A decode error keeps the raw bytes and where they came from, so a stream job can send the record to
+the dead-letter topic with its reason instead of dropping it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AbstreamError",
+    "ClickHouseError",
+    "ConfigError",
+    "DecodeError",
+    "EncodeError",
+    "InvalidRecordError",
+    "KafkaSetupError",
+    "LocalKafkaError",
+    "SchemaError",
+    "SchemeParamsError",
+]
+
+
+class AbstreamError(Exception):
+    """Root of every error abstream raises on purpose."""
+
+
+class ConfigError(AbstreamError, ValueError):
+    """A setting, a spec file or an option is wrong; the message names the key and the file."""
+
+
+class LocalKafkaError(AbstreamError):
+    """The local Kafka cluster could not be fetched, formatted, started or stopped."""
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        self.log_tail = log_tail
+        super().__init__(
+            f"{message}\n--- last lines of the broker log ---\n{log_tail}" if log_tail else message
+        )
+
+
+class KafkaSetupError(AbstreamError):
+    """Topics could not be created or do not match the declared spec."""
+
+
+class ClickHouseError(AbstreamError):
+    """ClickHouse could not be reached or rejected a statement."""
+
+
+class SchemaError(AbstreamError):
+    """An ``.avsc`` file is missing or invalid."""
+
+
+class InvalidRecordError(AbstreamError, ValueError):
+    """A record given by the caller does not satisfy the contract; ``field`` names the culprit."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class EncodeError(InvalidRecordError):
+    """A record could not be encoded with its schema."""
+
+
+class DecodeError(AbstreamError):
+    """Bytes could not be decoded; keeps the raw bytes and their origin for the dead-letter topic."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: bytes,
+        kind: str,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(message)
+
+
+class SchemeParamsError(ConfigError):
+    """An assignment scheme is unknown or its ``scheme_params`` are invalid.
+
+    ``scheme`` and ``key`` name the culprit so a definition linter can point at the exact field.
+    """
+
+    def __init__(self, message: str, *, scheme: str, key: str | None = None) -> None:
+        self.scheme = scheme
+        self.key = key
+        super().__init__(message)
+
+
+class SpoolError(AbstreamError):
+    """The local spool could not be opened, written or read; ``directory`` names the spool."""
+
+    def __init__(self, message: str, *, directory: str) -> None:
+        self.directory = directory
+        super().__init__(message)
+
+
+class SpoolLockedError(SpoolError):
+    """Another process owns the spool directory; ``pid`` is that process when its lock file names it."""
+
+    def __init__(self, message: str, *, directory: str, pid: int | None) -> None:
+        self.pid = pid
+        super().__init__(message, directory=directory)
+
+
+class SpoolFullError(SpoolError):
+    """The record would take the spool past ``max_bytes``; it was not stored, so count it as failed."""
+
+    def __init__(self, message: str, *, directory: str, pending_bytes: int, max_bytes: int) -> None:
+        self.pending_bytes = pending_bytes
+        self.max_bytes = max_bytes
+        super().__init__(message, directory=directory)
+
+
+__all__ += ["SpoolError", "SpoolFullError", "SpoolLockedError"]
+
+
+class UnknownSchemaError(SchemaError, LookupError):
+    """No known schema version has this fingerprint or registry id; ``kind`` says which lookup failed."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+class RegistryError(AbstreamError):
+    """The schema registry could not be reached or refused a request: retry later, do not dead-letter."""
+
+
+__all__ += ["RegistryError", "UnknownSchemaError"]

@@ -1,0 +1,1 @@
+"""How abstream runs: the local Kafka cluster, the topic spec, experiment definitions."""

@@ -1,0 +1,1 @@
+"""What client apps import: loggers that publish exposures and events to Kafka, never blocking the app."""

@@ -1,0 +1,1 @@
+"""ClickHouse: the client built from settings, the sink, the analyst's views."""
