@@ -15,8 +15,13 @@ __all__ = [
     "InvalidRecordError",
     "KafkaSetupError",
     "LocalKafkaError",
+    "RegistryError",
     "SchemaError",
     "SchemeParamsError",
+    "SpoolError",
+    "SpoolFullError",
+    "SpoolLockedError",
+    "UnknownSchemaError",
 ]
 
 
@@ -33,9 +38,7 @@ class LocalKafkaError(AbstreamError):
 
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         self.log_tail = log_tail
-        super().__init__(
-            f"{message}\n--- last lines of the broker log ---\n{log_tail}" if log_tail else message
-        )
+        super().__init__(f"{message}\n--- last lines of the broker log ---\n{log_tail}" if log_tail else message)
 
 
 class KafkaSetupError(AbstreamError):
@@ -120,9 +123,6 @@ class SpoolFullError(SpoolError):
         super().__init__(message, directory=directory)
 
 
-__all__ += ["SpoolError", "SpoolFullError", "SpoolLockedError"]
-
-
 class UnknownSchemaError(SchemaError, LookupError):
     """No known schema version has this fingerprint or registry id; ``kind`` says which lookup failed."""
 
@@ -133,6 +133,3 @@ class UnknownSchemaError(SchemaError, LookupError):
 
 class RegistryError(AbstreamError):
     """The schema registry could not be reached or refused a request: retry later, do not dead-letter."""
-
-
-__all__ += ["RegistryError", "UnknownSchemaError"]

@@ -106,9 +106,7 @@ class LocalKafka:
             existing = self.load_state()
             brokers = len(existing.nodes) if existing else 1
         if brokers not in (1, 3):
-            raise LocalKafkaError(
-                f"brokers must be 1 or 3 (a controller quorum needs an odd size), got {brokers}"
-            )
+            raise LocalKafkaError(f"brokers must be 1 or 3 (a controller quorum needs an odd size), got {brokers}")
         self.dist = dist
         self.brokers = brokers
         self.base_port = base_port
@@ -168,9 +166,7 @@ class LocalKafka:
         nodes = []
         for i in range(self.brokers):
             broker, controller = (
-                (ports[2 * i], ports[2 * i + 1])
-                if ports
-                else (self.base_port + 2 * i, self.base_port + 2 * i + 1)
+                (ports[2 * i], ports[2 * i + 1]) if ports else (self.base_port + 2 * i, self.base_port + 2 * i + 1)
             )
             nodes.append(NodeState(node_id=i + 1, broker_port=broker, controller_port=controller))
         busy = [p for n in nodes for p in (n.broker_port, n.controller_port) if _port_open(p)]
@@ -247,9 +243,7 @@ class LocalKafka:
                     raise LocalKafkaError(
                         f"broker {node.node_id} exited while starting", log_tail=self.tail(node.node_id)
                     )
-            if all(_port_open(n.broker_port) for n in state.nodes) and self._brokers_seen(state) == len(
-                state.nodes
-            ):
+            if all(_port_open(n.broker_port) for n in state.nodes) and self._brokers_seen(state) == len(state.nodes):
                 return
             time.sleep(0.25)
         raise LocalKafkaError(

@@ -85,9 +85,7 @@ class TopicSpec(_Strict):
         declared = topic.replication_factor or self.defaults.replication_factor
         rf = min(3, brokers) if declared == "auto" else declared
         if rf > brokers:
-            raise ConfigError(
-                f"topic {role!r}: replication_factor {rf} exceeds the {brokers} broker(s) available"
-            )
+            raise ConfigError(f"topic {role!r}: replication_factor {rf} exceeds the {brokers} broker(s) available")
         config = {**self.defaults.config, **topic.config}
         if config.get("min.insync.replicas") == "auto":
             config["min.insync.replicas"] = max(1, rf - 1)
@@ -107,9 +105,7 @@ class TopicResult:
     detail: str = ""
 
 
-def describe_topics(
-    admin: Any, names: list[str], *, timeout: float = 10.0
-) -> dict[str, tuple[int, dict[str, str]]]:
+def describe_topics(admin: Any, names: list[str], *, timeout: float = 10.0) -> dict[str, tuple[int, dict[str, str]]]:
     """Partition count and non-default configs of each existing topic among ``names``."""
     from confluent_kafka.admin import ConfigResource
 

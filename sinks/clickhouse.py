@@ -15,7 +15,7 @@ import fcntl
 import os
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from abstream.errors import ClickHouseError, ConfigError
@@ -23,7 +23,7 @@ from abstream.errors import ClickHouseError, ConfigError
 __all__ = ["connect", "is_embedded"]
 
 _lock = threading.Lock()
-_owned: dict[str, IO[str]] = {}  # chDB path -> open lock file, held for the life of the process
+_owned: dict[str, int] = {}  # chDB path -> lock file descriptor, held for the life of the process
 
 
 def is_embedded(url: str) -> bool:
@@ -51,32 +51,27 @@ def _claim_chdb_path(path: Path) -> None:
                 f"chDB allows one path per process, so {key} cannot be opened too"
             )
         path.mkdir(parents=True, exist_ok=True)
-        lock_file = (path.parent / f".{path.name}.owner").open("a+")
+        fd = os.open(path.parent / f".{path.name}.owner", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock_file.seek(0)
-            owner = lock_file.read().strip() or "unknown"
-            lock_file.close()
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise ClickHouseError(
                 f"the embedded ClickHouse at {key} is open in another process (pid {owner}). chDB allows one "
                 "process per store: query through that process (the running pipeline's report/dashboard), "
                 "stop it, or point ABSTREAM_CLICKHOUSE_URL at a ClickHouse server."
             ) from None
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(str(os.getpid()))
-        lock_file.flush()
-        _owned[key] = lock_file
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _owned[key] = fd
 
 
 def connect(url: str, *, database: str | None = None, create_database: bool = True) -> Any:
     """A clickhouse-connect client for ``url``, bound to ``database`` (created if missing)."""
     scheme = urlsplit(url).scheme
     if scheme not in ("chdb", "http", "https"):
-        raise ConfigError(
-            f"ClickHouse URL {url!r}: expected chdb://PATH, http://HOST:PORT or https://HOST:PORT"
-        )
+        raise ConfigError(f"ClickHouse URL {url!r}: expected chdb://PATH, http://HOST:PORT or https://HOST:PORT")
     cc = _import_clickhouse_connect()
     if scheme == "chdb":
         path = url.removeprefix("chdb://")

@@ -52,9 +52,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with _containers().kafka.KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
-        cluster = LocalKafka(
-            tmp_path_factory.mktemp("kafka"), dist=kafka_dist(), brokers=1, base_port=0, heap="384m"
-        )
+        cluster = LocalKafka(tmp_path_factory.mktemp("kafka"), dist=kafka_dist(), brokers=1, base_port=0, heap="384m")
         try:
             yield cluster.up().bootstrap
         finally:

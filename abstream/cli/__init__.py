@@ -35,9 +35,7 @@ def _mount_optional() -> None:
         from schemas.cli import app as schemas_app
     except ImportError:
         return
-    app.add_typer(
-        schemas_app, name="schemas", help="Show, encode and decode the wire contract's Avro records."
-    )
+    app.add_typer(schemas_app, name="schemas", help="Show, encode and decode the wire contract's Avro records.")
 
 
 _mount_optional()

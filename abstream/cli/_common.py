@@ -53,20 +53,14 @@ def admin_client(bootstrap: str, *, timeout: float = 10.0) -> tuple[Any, int]:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    hint = (
-        "Start the local cluster with `abstream local up`, or set ABSTREAM_KAFKA_BOOTSTRAP to your cluster."
-    )
+    hint = "Start the local cluster with `abstream local up`, or set ABSTREAM_KAFKA_BOOTSTRAP to your cluster."
     if not any(_accepts(address) for address in bootstrap.split(",")):
-        raise KafkaSetupError(
-            f"no Kafka broker answers at {bootstrap} (connection refused or timed out). {hint}"
-        )
+        raise KafkaSetupError(f"no Kafka broker answers at {bootstrap} (connection refused or timed out). {hint}")
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     try:
         return admin, len(admin.list_topics(timeout=timeout).brokers)
     except KafkaException as exc:
-        raise KafkaSetupError(
-            f"no Kafka broker answers at {bootstrap} ({exc.args[0].str()}). {hint}"
-        ) from None
+        raise KafkaSetupError(f"no Kafka broker answers at {bootstrap} ({exc.args[0].str()}). {hint}") from None
 
 
 def _accepts(address: str, timeout: float = 2.0) -> bool:

@@ -27,9 +27,7 @@ def _fetch_with_progress(cluster: LocalKafka) -> None:
         def on_artifact(name: str) -> None:
             nonlocal seen
             seen += 1
-            status.update(
-                f"Resolving Apache Kafka {cluster.dist.version} from Maven Central… {seen} files ({name})"
-            )
+            status.update(f"Resolving Apache Kafka {cluster.dist.version} from Maven Central… {seen} files ({name})")
 
         cluster.dist.fetch(on_artifact)
     console.print(f"Kafka {cluster.dist.version} jars in {cluster.dist.libs}")
@@ -47,15 +45,11 @@ def fetch() -> None:
 def up(
     brokers: Annotated[
         int | None,
-        typer.Option(
-            help="1, or 3 for a fault-tolerant cluster (default: the existing cluster's size, else 1)."
-        ),
+        typer.Option(help="1, or 3 for a fault-tolerant cluster (default: the existing cluster's size, else 1)."),
     ] = None,
     port: Annotated[
         int,
-        typer.Option(
-            help="First broker port (node i uses port+2(i-1), its controller the next); 0 picks free ports."
-        ),
+        typer.Option(help="First broker port (node i uses port+2(i-1), its controller the next); 0 picks free ports."),
     ] = 9092,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster to answer.")] = 90.0,
 ) -> None:

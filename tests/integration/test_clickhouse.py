@@ -21,16 +21,12 @@ def test_merge_tree_insert_and_query(clickhouse: Any) -> None:
     rows = [["moon_mars", "Moon" if i % 2 else "Mars", f"u{i}", i] for i in range(100)]
     clickhouse.insert("exposures", rows, column_names=["experiment", "variant", "unit_id", "n"])
 
-    result = clickhouse.query(
-        "SELECT variant, count(), sum(n) FROM exposures GROUP BY variant ORDER BY variant"
-    )
+    result = clickhouse.query("SELECT variant, count(), sum(n) FROM exposures GROUP BY variant ORDER BY variant")
 
     assert result.result_rows == [("Mars", 50, sum(range(0, 100, 2))), ("Moon", 50, sum(range(1, 100, 2)))]
 
 
-def test_a_second_process_on_the_same_chdb_store_gets_a_clear_error(
-    clickhouse_url: str, clickhouse: Any
-) -> None:
+def test_a_second_process_on_the_same_chdb_store_gets_a_clear_error(clickhouse_url: str, clickhouse: Any) -> None:
     if not is_embedded(clickhouse_url):
         pytest.skip("only the embedded store is single-process")  # containers backend: a server allows many
     code = f"from sinks.clickhouse import connect; connect({clickhouse_url!r})"

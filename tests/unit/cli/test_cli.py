@@ -36,9 +36,7 @@ def test_an_unreachable_broker_is_one_clear_line() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_settings_default_to_the_embedded_store_under_the_data_dir(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> None:
+def test_settings_default_to_the_embedded_store_under_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("ABSTREAM_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("ABSTREAM_CLICKHOUSE_URL", raising=False)
 

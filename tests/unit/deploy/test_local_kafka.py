@@ -30,9 +30,7 @@ def test_three_nodes_share_one_static_quorum(tmp_path: Path) -> None:
     voters = "controller.quorum.voters=1@127.0.0.1:9003,2@127.0.0.1:9005,3@127.0.0.1:9007"
     assert all(voters in c for c in configs)
     assert "node.id=2" in configs[1] and "PLAINTEXT://127.0.0.1:9006" in configs[2]
-    assert all(
-        "offsets.topic.replication.factor=3" in c and "transaction.state.log.min.isr=2" in c for c in configs
-    )
+    assert all("offsets.topic.replication.factor=3" in c and "transaction.state.log.min.isr=2" in c for c in configs)
 
 
 def test_only_one_or_three_brokers(tmp_path: Path) -> None:
