@@ -1,0 +1,111 @@
+"""Caller-side validation: a bad argument raises at once, naming the field; ids are real UUIDv4s."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from abstream.errors import ConfigError, InvalidRecordError
+from producers.logger import ExposureLogger, LoggerClosedError
+from producers.records import new_event_id, to_millis
+
+
+def test_event_ids_are_unique_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(20_000)]
+
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {u.version for u in parsed} == {4}
+    assert {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))
+
+
+def test_a_forked_child_draws_fresh_ids() -> None:
+    new_event_id()  # fill the parent's pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+
+    assert child_id != new_event_id()
+
+
+def test_timestamps_accept_millis_and_aware_datetimes_only() -> None:
+    assert to_millis("E", "ts", 1_700_000_000_000) == 1_700_000_000_000
+    assert to_millis("E", "ts", datetime(2026, 1, 1, tzinfo=UTC)) == 1_767_225_600_000
+    with pytest.raises(InvalidRecordError, match=r"E\.ts: .*timezone-aware"):
+        to_millis("E", "ts", datetime(2026, 1, 1))
+
+
+@pytest.fixture
+def logger(tmp_path: Path):
+    # librdkafka connects lazily; nothing listens on port 1 and nothing here needs a broker.
+    with ExposureLogger(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path, close_timeout=0.1) as lg:
+        yield lg
+
+
+GOOD = {"experiment": "checkout", "variant": "B", "unit_id": "u1", "revision": 3}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"experiment": ""}, "experiment"),
+        ({"variant": None}, "variant"),
+        ({"unit_id": 42}, "unit_id"),
+        ({"revision": "3"}, "revision"),
+        ({"revision": -1}, "revision"),
+        ({"sampling_rate": 0}, "sampling_rate"),
+        ({"bucket_position": float("nan")}, "bucket_position"),
+        ({"hash_version": 1.5}, "hash_version"),
+        ({"params": {"k": None}}, "params"),
+        ({"context": {1: "x"}}, "context"),
+        ({"client_ts": "yesterday"}, "client_ts"),
+        ({"event_id": ""}, "event_id"),
+    ],
+)
+def test_invalid_exposures_name_the_field(logger: ExposureLogger, change: dict, field: str) -> None:
+    with pytest.raises(InvalidRecordError) as info:
+        logger.log_exposure(**{**GOOD, **change})
+
+    assert info.value.field == field
+    assert f"Exposure.{field}" in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert logger.wait_handed_off(1) and logger.stats.spooled == 0
+
+
+def test_invalid_events_name_the_field(logger: ExposureLogger) -> None:
+    with pytest.raises(InvalidRecordError, match=r"Event\.value") as info:
+        logger.log_event(unit_id="u1", name="purchase", value="19.99")  # type: ignore[arg-type]
+
+    assert info.value.field == "value"
+
+
+def test_logging_after_close_is_an_error(tmp_path: Path) -> None:
+    logger = ExposureLogger(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path, close_timeout=0.1)
+    logger.close()
+
+    with pytest.raises(LoggerClosedError):
+        logger.log_exposure(**GOOD)
+
+
+def test_an_unknown_producer_setting_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"lingerr\.ms"):
+        ExposureLogger(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path, producer_config={"lingerr.ms": 5})
+
+
+def test_close_spools_what_kafka_did_not_take(tmp_path: Path) -> None:
+    logger = ExposureLogger(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path, close_timeout=0.5)
+    for i in range(50):
+        logger.log_exposure(**{**GOOD, "unit_id": f"u{i}"})
+    logger.close()
+
+    assert logger.stats.spooled == 50
+    assert logger.stats.failed == 0
