@@ -167,3 +167,7 @@ def _json_bytes(value: Any) -> str:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="schemas", help="Show, check, encode and decode the wire contract's Avro records.")

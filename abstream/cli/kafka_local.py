@@ -109,3 +109,7 @@ def status() -> None:
         console.print(f"bootstrap {state.bootstrap}: {brokers} broker(s) answer, {len(topics)} topic(s)")
     if len(running) != len(state.nodes):
         raise typer.Exit(1)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="local")

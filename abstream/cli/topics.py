@@ -60,3 +60,7 @@ def list_(spec: SpecOption = None) -> None:
             ", ".join(f"{k}={v}" for k, v in t.config.items()),
         )
     console.print(table)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="topics")
