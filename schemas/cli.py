@@ -20,7 +20,7 @@ from schemas.models import MODELS
 from schemas.registry import ConfluentRegistry
 from schemas.serde import AvroSerde, decode_any
 
-__all__ = ["app"]
+__all__ = ["app", "register"]
 
 app = typer.Typer(help="The wire contract: Avro schemas, their versions, encoding and decoding.", no_args_is_help=True)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from abstream.cli._common import admin_client, console, local_cluster
 from deploy.local_kafka import ClusterState, LocalKafka
 
-__all__ = ["app"]
+__all__ = ["app", "register"]
 
 app = typer.Typer(
     help="Run a real Apache Kafka (KRaft) cluster locally: 1 broker, or 3 for fault tests.",

@@ -11,7 +11,7 @@ from rich.table import Table
 from abstream.cli._common import admin_client, console, resolve_bootstrap, settings
 from deploy.topics import TopicSpec, create_topics
 
-__all__ = ["app"]
+__all__ = ["app", "register"]
 
 app = typer.Typer(help="Create and inspect the pipeline's Kafka topics.", no_args_is_help=True)
 
