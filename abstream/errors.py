@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AbstreamError",
+    "BatchTooLargeError",
     "ClickHouseError",
     "ConfigError",
     "DecodeError",
@@ -133,3 +134,12 @@ class UnknownSchemaError(SchemaError, LookupError):
 
 class RegistryError(AbstreamError):
     """The schema registry could not be reached or refused a request: retry later, do not dead-letter."""
+
+
+class BatchTooLargeError(InvalidRecordError):
+    """A batch posted to the collector holds more than ``max_records`` records; the client must split it."""
+
+    def __init__(self, message: str, *, records: int, max_records: int) -> None:
+        self.records = records
+        self.max_records = max_records
+        super().__init__(message, field="body")
