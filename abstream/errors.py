@@ -10,18 +10,25 @@ __all__ = [
     "AbstreamError",
     "BatchTooLargeError",
     "ClickHouseError",
+    "ClickHouseLockedError",
     "ConfigError",
     "DecodeError",
+    "DefinitionError",
+    "DefinitionsTopicError",
     "EncodeError",
     "InvalidRecordError",
     "KafkaSetupError",
     "LocalKafkaError",
+    "MigrationError",
     "RegistryError",
+    "ReportError",
     "SchemaError",
     "SchemeParamsError",
+    "SinkError",
     "SpoolError",
     "SpoolFullError",
     "SpoolLockedError",
+    "UnknownExperimentError",
     "UnknownSchemaError",
 ]
 
@@ -134,6 +141,63 @@ class UnknownSchemaError(SchemaError, LookupError):
 
 class RegistryError(AbstreamError):
     """The schema registry could not be reached or refused a request: retry later, do not dead-letter."""
+
+
+class DefinitionError(ConfigError):
+    """Experiment definition files are invalid; ``problems`` holds one ``(where, what)`` per mistake.
+
+    ``where`` is ``"<file>: <field path>"`` so a user (or an editor) can jump to it; the message lists
+    every problem at once, because fixing a definition one error per run is tedious.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{where}: {what}" if where else what for where, what in problems))
+
+
+class UnknownExperimentError(AbstreamError, LookupError):
+    """An experiment key has no definition: a typo in the app or definitions not deployed."""
+
+    def __init__(self, message: str, *, experiment: str, known: tuple[str, ...] = ()) -> None:
+        self.experiment = experiment
+        self.known = known
+        super().__init__(message)
+
+
+class DefinitionsTopicError(KafkaSetupError):
+    """The experiment definitions topic could not be read or written; ``topic`` names it."""
+
+    def __init__(self, message: str, *, topic: str) -> None:
+        self.topic = topic
+        super().__init__(message)
+
+
+class ClickHouseLockedError(ClickHouseError):
+    """The embedded store is open in another process; ``pid`` is the owner (None when unreadable).
+
+    ``abstream report`` catches it to ask the owner (a running sink) over its local HTTP API instead.
+    """
+
+    def __init__(self, message: str, *, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        super().__init__(message)
+
+
+class MigrationError(ClickHouseError):
+    """A ClickHouse migration is malformed, failed, or was edited after it was applied; ``migration`` names it."""
+
+    def __init__(self, message: str, *, migration: str) -> None:
+        self.migration = migration
+        super().__init__(message)
+
+
+class SinkError(AbstreamError):
+    """The sink cannot start or cannot hand a record on (missing topics, undeliverable dead letters)."""
+
+
+class ReportError(AbstreamError):
+    """A report cannot be produced: unknown experiment, views not migrated, or the sink's API unreachable."""
 
 
 class BatchTooLargeError(InvalidRecordError):
