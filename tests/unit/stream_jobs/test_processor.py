@@ -1,0 +1,168 @@
+"""The jobs' per-unit logic, without Faust: dedupe, switches, attribution, replays, bounded state."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import pytest
+
+from stream_jobs.first_exposures import observe
+from stream_jobs.processor import ExperimentRules, UnitProcessor
+
+HOUR = 3_600_000
+
+
+def exposure(
+    ts: int, variant: str = "A", *, event_id: str | None = None, unit: str = "u1", key: str = "exp"
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or str(uuid.uuid4()), "experiment": key, "revision": 1, "variant": variant,
+        "unit_type": "user_id", "unit_id": unit, "client_ts": ts, "source": {}, "params": {}, "context": {},
+    }  # fmt: skip
+
+
+def event(ts: int, unit: str = "u1") -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()), "unit_type": "user_id", "unit_id": unit, "name": "buy", "value": 2.0,
+        "ts": ts, "properties": {}, "source": {},
+    }  # fmt: skip
+
+
+def processor(**rules: ExperimentRules) -> UnitProcessor:
+    table = rules or {"exp": ExperimentRules(attribution_window_ms=HOUR)}
+    return UnitProcessor(
+        rules=table.get, check_assignment=lambda e: None, allowed_lateness_ms=10 * 60_000,
+        state_grace_ms=HOUR, now_ms=lambda: 0,
+    )  # fmt: skip
+
+
+def roles(outputs: list) -> list[str]:
+    return [o.role for o in outputs]
+
+
+def test_the_first_exposure_is_emitted_once_and_duplicates_are_counted() -> None:
+    p, state = processor(), {}
+    first = exposure(100)
+
+    assert roles(p.on_exposure(state, first, 0, 100)) == ["first_exposures"]
+    assert p.on_exposure(state, exposure(200), 1, 200) == []
+    assert p.on_exposure(state, dict(first), 2, 200) == []  # a retry, same event id
+    assert state["x"]["exp"]["d"] == 1
+
+
+def test_an_earlier_exposure_arriving_later_corrects_the_first() -> None:
+    p, state = processor(), {}
+    p.on_exposure(state, exposure(500), 0, 500)
+    earlier = exposure(100)
+
+    out = p.on_exposure(state, earlier, 1, 500)
+
+    assert [o.record["event_id"] for o in out if o.role == "first_exposures"] == [earlier["event_id"]]
+    assert state["x"]["exp"]["ts"] == 100
+
+
+def test_ties_in_time_are_broken_by_event_id() -> None:
+    a = exposure(100, event_id="00000000-0000-4000-8000-000000000002")
+    b = exposure(100, event_id="00000000-0000-4000-8000-000000000001")
+    entry, _ = observe(None, a, None)
+
+    entry, emit = observe(entry, b, None)
+
+    assert emit and entry["id"] == b["event_id"]
+
+
+def test_window_dedupe_opens_a_new_first_exposure_after_the_window() -> None:
+    p, state = processor(exp=ExperimentRules(attribution_window_ms=HOUR, dedupe_window_ms=1000)), {}
+    p.on_exposure(state, exposure(0), 0, 0)
+
+    assert p.on_exposure(state, exposure(999), 1, 999) == []
+    assert roles(p.on_exposure(state, exposure(1000), 2, 1000)) == ["first_exposures"]
+
+
+def test_a_second_variant_is_flagged_with_all_variants_in_order() -> None:
+    p, state = processor(), {}
+    p.on_exposure(state, exposure(100, "A"), 0, 100)
+
+    out = p.on_exposure(state, exposure(200, "B"), 1, 200)
+
+    (flag,) = [o.record for o in out if o.role == "variant_switches"]
+    assert flag["reason"] == "multiple_variants" and flag["variants_seen"] == ["A", "B"]
+
+
+def test_events_in_the_window_are_attributed_and_outside_it_are_not() -> None:
+    p, state = processor(), {}
+    p.on_exposure(state, exposure(1000), 0, 1000)
+
+    inside = p.on_event(state, event(1000 + HOUR), 0, 1000)
+    before = p.on_event(state, event(999), 1, 1000)
+    after = p.on_event(state, event(1001 + HOUR), 2, 1000)
+
+    assert roles(inside) == ["attributed_conversions"] and inside[0].record["latency_ms"] == HOUR
+    assert before == [] and after == []
+
+
+def test_an_event_before_its_exposure_is_buffered_then_claimed() -> None:
+    p, state = processor(), {}
+    ev = event(2000)
+    assert p.on_event(state, ev, 0, None) == []
+
+    out = p.on_exposure(state, exposure(1500), 0, 2000)
+
+    (conversion,) = [o.record for o in out if o.role == "attributed_conversions"]
+    assert conversion["event_id"] == ev["event_id"] and not conversion["late"]
+
+
+def test_a_corrected_first_exposure_takes_over_its_events() -> None:
+    p, state = processor(), {}
+    p.on_exposure(state, exposure(1500), 0, 1500)
+    p.on_event(state, event(2000), 0, 1500)
+    earlier = exposure(1000)
+
+    out = p.on_exposure(state, earlier, 1, 2000)
+
+    (conversion,) = [o.record for o in out if o.role == "attributed_conversions"]
+    assert conversion["exposure_event_id"] == earlier["event_id"]
+
+
+def test_late_events_are_flagged_and_expired_unattributed_ones_counted() -> None:
+    p, state = processor(), {}
+    p.on_exposure(state, exposure(0), 0, 0)
+    late = p.on_event(state, event(10), 0, 11 * 60_000)
+    p.on_event(state, event(HOUR * 5, unit="u1"), 1, HOUR * 5)  # outside the window: buffered
+    p.on_exposure(state, exposure(HOUR * 6, key="other"), 1, HOUR * 6)  # watermark moves on
+
+    assert late[0].record["late"] is True and p.health["late"] == 1
+    assert p.health["unattributed"] == 1 and state["p"] == []
+
+
+def test_a_replayed_record_changes_nothing_and_re_emits_the_same_outputs() -> None:
+    p, state = processor(), {}
+    ev, first = event(2000), exposure(1500)
+    p.on_event(state, ev, 0, None)
+    original = p.on_exposure(state, first, 0, 2000)
+    p.on_exposure(state, exposure(1600), 1, 2000)
+    before = copy.deepcopy(state)
+
+    again = p.on_exposure(state, first, 0, 2000)  # redelivered after a crash
+
+    assert state == before
+    assert again == original
+
+
+def test_state_of_ended_experiments_is_dropped_after_the_grace_period() -> None:
+    p, state = processor(exp=ExperimentRules(attribution_window_ms=HOUR, end_ts=1000)), {}
+    p.on_exposure(state, exposure(0), 0, 0)
+
+    p.on_event(state, event(5000), 0, 1000 + HOUR + 1)
+
+    assert "exp" not in state["x"]
+
+
+@pytest.mark.parametrize("missing", ["exposures", "events"])
+def test_no_watermark_no_expiry(missing: str) -> None:
+    p, state = processor(), {}
+    p.on_event(state, event(0), 0, None)
+
+    assert len(state["p"]) == 1
