@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from abstream.errors import ClickHouseError, ConfigError
+from abstream.errors import ClickHouseError, ClickHouseLockedError, ConfigError
 
 __all__ = ["connect", "is_embedded"]
 
@@ -57,10 +57,12 @@ def _claim_chdb_path(path: Path) -> None:
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise ClickHouseError(
+            raise ClickHouseLockedError(
                 f"the embedded ClickHouse at {key} is open in another process (pid {owner}). chDB allows one "
                 "process per store: query through that process (the running pipeline's report/dashboard), "
-                "stop it, or point ABSTREAM_CLICKHOUSE_URL at a ClickHouse server."
+                "stop it, or point ABSTREAM_CLICKHOUSE_URL at a ClickHouse server.",
+                path=key,
+                pid=int(owner) if owner.isdigit() else None,
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -1,0 +1,148 @@
+"""The experiment report: the ``experiment_report`` view as JSON, and as text for a terminal.
+
+JSON shape (``abstream report --json`` and ``GET /api/report/{experiment}`` give the same)::
+
+    {"experiments": {KEY: {"variants": {NAME: {"units", "conversions", "rate", "ci_low", "ci_high", ...}},
+                           "srm_p", "mismatches", "multi_variant_units", ...}}}
+
+``rate`` is converting units / units; ``conversions`` counts conversion events. The text form
+follows the seed simulator's line ("Mars: 490 visits, 95 clicks, Conv=19.39 +- 3.57%").
+
+The report reads ClickHouse directly, unless the embedded store is held by a running sink: then
+it asks that sink's API (found through ``<data dir>/sink.json``).
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from abstream.errors import ClickHouseLockedError, ReportError
+from sinks.endpoint import get_json, read_endpoint
+from sinks.settings import MultiVariantPolicy
+
+__all__ = ["fetch_report", "load_report", "render_text"]
+
+_SQL = """
+SELECT * FROM experiment_report(policy = {policy:String})
+WHERE {experiment:String} = '' OR experiment = {experiment:String}
+ORDER BY experiment, is_control DESC, variant
+"""
+_VARIANT_KEYS = (
+    "units", "converting_units", "conversions", "late_conversions", "rate", "ci_low", "ci_high", "ci_half_width",
+    "lift", "lift_ci_low", "lift_ci_high", "p_value", "weight", "expected_share", "defined", "is_control",
+)  # fmt: skip
+_EXPERIMENT_KEYS = (
+    "revision", "policy", "control", "srm_p", "srm_chi2", "srm_dof", "srm_flag", "exposures", "exposed_units",
+    "mismatches", "mismatch_rate", "multi_variant_units", "multi_variant_rate", "flags_by_reason",
+)  # fmt: skip
+_BOOLEANS = frozenset({"defined", "is_control", "srm_flag"})
+SRM_ALPHA = 0.001
+
+
+def fetch_report(client: Any, experiment: str | None, *, policy: MultiVariantPolicy) -> dict[str, Any]:
+    """The report of ``experiment`` (every experiment when None) from a ClickHouse client."""
+    params = {"policy": policy, "experiment": experiment or ""}
+    try:
+        rows = list(client.query(_SQL, parameters=params).named_results())
+    except Exception as exc:
+        raise ReportError(_explain(exc)) from exc
+    if experiment and not rows:
+        raise ReportError(
+            f"no data for experiment {experiment!r}: no first exposure or definition has reached the sink"
+        )
+    return {"experiments": _experiments(rows)}
+
+
+def load_report(
+    *, url: str, database: str, endpoint_file: Path, experiment: str | None, policy: MultiVariantPolicy
+) -> dict[str, Any]:
+    """Query the store directly, or through the running sink that holds the embedded store."""
+    from sinks.clickhouse import connect
+
+    try:
+        client = connect(url, database=database, create_database=False)
+    except ClickHouseLockedError as exc:
+        endpoint = read_endpoint(endpoint_file)
+        if endpoint is None or endpoint.pid != exc.pid:
+            raise ReportError(f"{exc} No running sink API is recorded for that pid in {endpoint_file}.") from None
+        path = "/api/report" + (f"/{urllib.parse.quote(experiment, safe='')}" if experiment else "")
+        return dict(get_json(endpoint, path, {"policy": policy}))
+    return fetch_report(client, experiment, policy=policy)
+
+
+def _explain(exc: Exception) -> str:
+    text = str(exc)
+    if "UNKNOWN_TABLE" in text or "UNKNOWN_DATABASE" in text or "UNKNOWN_FUNCTION" in text:
+        return "the analyst's views are missing from this ClickHouse database: run `abstream sink migrate`"
+    return f"the report query failed: {text.splitlines()[0][:300]}"
+
+
+def _experiments(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for row in rows:
+        entry = out.setdefault(row["experiment"], {"variants": {}, **{k: _clean(k, row[k]) for k in _EXPERIMENT_KEYS}})
+        entry["variants"][row["variant"]] = {k: _clean(k, row[k]) for k in _VARIANT_KEYS}
+    for entry in out.values():
+        entry["late_conversions"] = sum(v["late_conversions"] for v in entry["variants"].values())
+    return out
+
+
+def _clean(key: str, value: Any) -> Any:
+    """JSON-safe values: NaN and infinities become null, 0/1 flags become booleans, maps become dicts."""
+    if key in _BOOLEANS:
+        return None if value is None else bool(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    return value
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    """The report for a terminal: one line per variant, then SRM and health lines per experiment."""
+    blocks = [_render_experiment(key, entry) for key, entry in report["experiments"].items()]
+    return "\n\n".join(blocks) or "no experiments have data yet"
+
+
+def _render_experiment(key: str, e: Mapping[str, Any]) -> str:
+    lines = [f"{key} (revision {e['revision']}, control {e['control']}, multi-variant units: {e['policy']})"]
+    lines += [f"  {name}: {_render_variant(v)}" for name, v in e["variants"].items()]
+    lines += [f"  {_render_srm(e)}", f"  {_render_health(e)}"]
+    return "\n".join(lines)
+
+
+def _render_variant(v: Mapping[str, Any]) -> str:
+    text = f"{v['units']} units, {v['converting_units']} converted ({v['conversions']} conversions), "
+    if v["rate"] is None:
+        text += "Conv=n/a"
+    else:
+        text += f"Conv={v['rate'] * 100:.2f} +- {v['ci_half_width'] * 100:.2f}%"
+    if v["is_control"]:
+        return text + " (control)"
+    if v["lift"] is not None:
+        text += f", lift {v['lift'] * 100:+.1f}% [{v['lift_ci_low'] * 100:+.1f}%, {v['lift_ci_high'] * 100:+.1f}%]"
+    if v["p_value"] is not None:
+        text += f", p={v['p_value']:.4g}"
+    return text
+
+
+def _render_srm(e: Mapping[str, Any]) -> str:
+    if e["srm_p"] is None:
+        return "SRM: n/a (needs a definition with 2+ weighted variants and some units)"
+    verdict = f"< {SRM_ALPHA} SAMPLE RATIO MISMATCH: check assignment and logging" if e["srm_flag"] else "ok"
+    chi2 = f", chi2={e['srm_chi2']:.2f} with {e['srm_dof']} dof" if e["srm_chi2"] is not None else ""
+    return f"SRM: p={e['srm_p']:.4g}{chi2} {verdict}"
+
+
+def _render_health(e: Mapping[str, Any]) -> str:
+    mismatch = f"{e['mismatches']} mismatched exposures ({_percent(e['mismatch_rate'])} of {e['exposures']})"
+    multi = f"{e['multi_variant_units']} multi-variant units ({_percent(e['multi_variant_rate'])})"
+    return f"Health: {mismatch}, {multi}, {e['late_conversions']} late conversions"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
