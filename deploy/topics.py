@@ -6,6 +6,7 @@ results = create_topics(admin, spec.resolve(prefix="abstream.", brokers=3))
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -144,9 +145,24 @@ def create_topics(admin: Any, topics: list[ResolvedTopic], *, timeout: float = 3
                 future.result(timeout=timeout)
             except KafkaException as exc:
                 raise KafkaSetupError(f"creating topic {name!r} failed: {exc.args[0].str()}") from exc
+        _wait_visible(admin, [t.name for t in missing], timeout)
         results += [TopicResult(t, "created") for t in missing]
     for topic in topics:
         if topic.name in current:
             detail = _differences(topic, *current[topic.name])
             results.append(TopicResult(topic, "differs" if detail else "exists", detail))
     return results
+
+
+def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
+    """Until the metadata shows every new topic with leaders: created is not yet usable."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(
+            n in topics and topics[n].error is None and all(p.leader >= 0 for p in topics[n].partitions.values())
+            for n in names
+        ):
+            return
+        time.sleep(0.1)
+    raise KafkaSetupError(f"topics {names} were created but did not appear in the metadata within {timeout:.0f}s")

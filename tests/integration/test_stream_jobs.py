@@ -45,7 +45,9 @@ class Pipeline:
     def __init__(self, bootstrap: str, prefix: str, tmp_path: Path) -> None:
         self.bootstrap, self.prefix, self.tmp = bootstrap, prefix, tmp_path
         create_topics(AdminClient({"bootstrap.servers": bootstrap}), TopicSpec.load().resolve(prefix=prefix, brokers=1))
-        self.producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
+        self.producer = Producer(  # as the loggers produce: murmur2 placement, lz4 batches
+            {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5, "compression.type": "lz4"}
+        )
         self.env = {
             **os.environ, "ABSTREAM_KAFKA_BOOTSTRAP": bootstrap, "ABSTREAM_TOPIC_PREFIX": prefix,
             "ABSTREAM_DATA_DIR": str(tmp_path / "data"), "ABSTREAM_APP_ID": f"jobs-{uuid.uuid4().hex[:8]}",

@@ -1,0 +1,1 @@
+"""The demo: the seed tutorial's scenario through the real pipeline."""
