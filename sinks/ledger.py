@@ -36,8 +36,9 @@ class BatchLedger:
         rows = self._client.query(_PLANS, parameters=params).result_rows
         return [Plan(int(first), int(last)) for first, last in rows], len(rows) < self._page
 
-    def record(self, batch: Batch) -> None:
-        """Write the batch's range; must succeed before the batch is inserted."""
-        row = [batch.topic, batch.partition, batch.first_offset, batch.last_offset]
-        row += [len(batch.rows), len(batch.dead), batch.token]
-        self._client.insert("sink_batches", [row], column_names=_COLUMNS, settings={"async_insert": 0})
+    def record(self, batches: list[Batch]) -> None:
+        """Write the batches' ranges in one insert; must succeed before any of them is inserted."""
+        rows = [
+            [b.topic, b.partition, b.first_offset, b.last_offset, len(b.rows), len(b.dead), b.token] for b in batches
+        ]
+        self._client.insert("sink_batches", rows, column_names=_COLUMNS, settings={"async_insert": 0})

@@ -3,7 +3,8 @@
 Per partition, records are buffered and cut into batches by size or age (``sinks.batching``). A
 batch is handled in this order, and the offset is committed last:
 
-1. its range is written to the ledger (``sink_batches``) unless it is a recorded range replayed;
+1. its range is written to the ledger (``sink_batches``) unless it is a recorded range replayed
+   (the ranges of all batches cut in one pass go in one ledger insert);
 2. its rows are inserted with ``insert_deduplication_token`` = range + digest, synchronously
    (``async_insert=0``), with ``deduplicate_blocks_in_dependent_materialized_views=1`` so the
    aggregate tables drop a repeated block too;
@@ -158,45 +159,60 @@ class SinkWorker:
             return Entry(offset, key, value, None, invalid)
 
     def _flush(self, now: float, *, force: bool) -> None:
-        for buffer in list(self._buffers.values()):
-            if force or buffer.due(now, max_rows=self._max_rows, interval=self._interval):
-                self._flush_one(buffer, now, retry=not force)
+        """Cut the due batches, record the new ranges in one ledger insert, then write each batch."""
+        cut = [(buffer, self._cut(buffer, now, force)) for buffer in list(self._buffers.values())]
+        ready = [(buffer, batch) for buffer, batch in cut if batch is not None]
+        fresh = [(buffer, batch) for buffer, batch in ready if not batch.planned]
+        if fresh and not self._record(fresh, now, force):
+            ready = [(buffer, batch) for buffer, batch in ready if batch.planned]
+        for buffer, batch in ready:
+            self._write(buffer, batch, now, force)
 
-    def _flush_one(self, buffer: PartitionBuffer, now: float, *, retry: bool) -> None:
-        failing = buffer.failures > 0
+    def _cut(self, buffer: PartitionBuffer, now: float, force: bool) -> Batch | None:
+        if not (force or buffer.due(now, max_rows=self._max_rows, interval=self._interval)):
+            return None
         try:
             if buffer.needs_plans():
                 plans, complete = self._ledger.plans(buffer.topic, buffer.partition, buffer.entries[0].offset)
                 buffer.load_plans(plans, complete=complete)
-            batch = buffer.next_batch(self._max_rows)
-            if batch is not None:
-                self._handle(buffer, batch)
         except Exception as exc:
-            if retry:
-                self._back_off(buffer, now, exc)
-            else:
-                log.warning("sink: %s[%d] not flushed at shutdown: %s", buffer.topic, buffer.partition, exc)
-            return
-        if batch is not None:
-            buffer.drop_through(batch.last_offset, self._clock())
-        if failing:  # also when a replayed range still waits for records: they must be fetched
-            buffer.failures, buffer.retry_at = 0, 0.0
-            self._resume(buffer)
+            self._failed(buffer, now, exc, force)
+            return None
+        batch = buffer.next_batch(self._max_rows)
+        if batch is None and buffer.failures:  # a replayed range waits for records: fetch them
+            self._recovered(buffer)
+        return batch
 
-    def _handle(self, buffer: PartitionBuffer, batch: Batch) -> None:
-        if not batch.planned:
-            self._ledger.record(batch)
+    def _record(self, fresh: list[tuple[PartitionBuffer, Batch]], now: float, force: bool) -> bool:
+        try:
+            self._ledger.record([batch for _, batch in fresh])
+        except Exception as exc:
+            for buffer, _ in fresh:
+                self._failed(buffer, now, exc, force)
+            return False
+        for buffer, batch in fresh:
             buffer.remember(batch)
-        rows = batch.rows
-        if rows:
-            spec = self._topics[batch.topic]
-            settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
-            self._client.insert(spec.table, rows, column_names=spec.insert_columns, settings=settings)
-        if self._after_insert is not None:
-            self._after_insert(batch)
-        self._dead_letters.send(batch.topic, batch.partition, batch.dead)
-        self._commit(batch)
+        return True
+
+    def _write(self, buffer: PartitionBuffer, batch: Batch, now: float, force: bool) -> None:
+        try:
+            rows = batch.rows
+            if rows:
+                spec = self._topics[batch.topic]
+                settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
+                self._client.insert(spec.table, rows, column_names=spec.insert_columns, settings=settings)
+            if self._after_insert is not None:
+                self._after_insert(batch)
+            self._dead_letters.send(batch.topic, batch.partition, batch.dead)
+            self._commit(batch)
+        except Exception as exc:
+            self._failed(buffer, now, exc, force)
+            return
         self._count(batch, len(rows))
+        failing = buffer.failures > 0
+        buffer.drop_through(batch.last_offset, self._clock())
+        if failing:
+            self._resume(buffer)
 
     def _commit(self, batch: Batch) -> None:
         from confluent_kafka import TopicPartition
@@ -212,7 +228,11 @@ class SinkWorker:
         if batch.dead:
             log.warning("sink: %d undecodable record(s) from %s sent to dead letters", len(batch.dead), batch.topic)
 
-    def _back_off(self, buffer: PartitionBuffer, now: float, exc: Exception) -> None:
+    def _failed(self, buffer: PartitionBuffer, now: float, exc: Exception, force: bool) -> None:
+        """Back off and pause the partition; at shutdown (``force``) just say what was left unflushed."""
+        if force:
+            log.warning("sink: %s[%d] not flushed at shutdown: %s", buffer.topic, buffer.partition, exc)
+            return
         from confluent_kafka import TopicPartition
 
         delay = min(self._retry_max, 0.2 * 2**buffer.failures)
@@ -222,6 +242,10 @@ class SinkWorker:
         self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:500]}"
         log.warning("sink: %s[%d] retry in %.1f s: %s", buffer.topic, buffer.partition, delay, self.stats.last_error)
         self._consumer.pause([TopicPartition(buffer.topic, buffer.partition)])
+
+    def _recovered(self, buffer: PartitionBuffer) -> None:
+        buffer.failures, buffer.retry_at = 0, 0.0
+        self._resume(buffer)
 
     def _resume(self, buffer: PartitionBuffer) -> None:
         from confluent_kafka import TopicPartition

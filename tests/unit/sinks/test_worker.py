@@ -142,9 +142,10 @@ class FakeLedger:
         found = sorted((f, last) for (t, p, f), last in self.recorded.items() if (t, p) == (topic, partition))
         return [Plan(f, last) for f, last in found if f >= start], True
 
-    def record(self, batch: Batch) -> None:
-        self.events.append(f"ledger {batch.first_offset}-{batch.last_offset}")
-        self.recorded[(batch.topic, batch.partition, batch.first_offset)] = batch.last_offset
+    def record(self, batches: list[Batch]) -> None:
+        self.events.append("ledger " + ", ".join(f"{b.first_offset}-{b.last_offset}" for b in batches))
+        for batch in batches:
+            self.recorded[(batch.topic, batch.partition, batch.first_offset)] = batch.last_offset
 
 
 class FakeDeadLetters:
@@ -252,6 +253,19 @@ def test_a_partition_paused_by_an_outage_resumes_to_fetch_the_rest_of_a_recorded
     timer.cancel()
 
     assert stats.replayed_batches == 1 and consumer.committed == {TOPIC: 10}
+
+
+def test_the_ranges_cut_in_one_pass_share_one_ledger_insert() -> None:
+    events: list[str] = []
+    definition = AvroSerde("ExperimentDefinition").encode(
+        build_scenario(units=1).records["experiment_definitions"][0][1]
+    )
+    consumer = FakeConsumer({TOPIC: exposures(3), DEFINITIONS: [definition]}, {}, events)
+
+    make_worker(consumer, FakeClickHouse(events), FakeLedger(events), events).run(stop_when_idle=True)
+
+    assert [e for e in events if e.startswith("ledger")] == ["ledger 0-2, 0-0"]
+    assert consumer.committed == {TOPIC: 3, DEFINITIONS: 1}
 
 
 def test_batches_are_bounded_by_max_rows() -> None:
