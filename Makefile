@@ -17,9 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/abstream local up
-	$(BIN)/abstream topics create
-	$(BIN)/abstream local status
+	$(BIN)/abstream demo
 
 test: install
 	$(BIN)/pytest
@@ -30,6 +28,7 @@ check: install
 	$(BIN)/mypy
 
 down:
+	-$(BIN)/abstream demo stop
 	$(BIN)/abstream local down
 
 clean:
