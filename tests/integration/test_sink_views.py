@@ -232,16 +232,28 @@ def test_migrations_apply_once_and_an_edited_one_is_refused(clickhouse: Any, tmp
     for migration in load_migrations():
         (tmp_path / migration.filename).write_text(migration.sql)
 
-    assert [m.version for m in migrate(clickhouse, load_migrations(tmp_path))] == [1, 2, 3, 4]
+    shipped = load_migrations()
+    assert [m.version for m in migrate(clickhouse, load_migrations(tmp_path))] == [m.version for m in shipped]
+    assert [m.version for m in shipped][:5] == [1, 2, 3, 4, 5]
     assert migrate(clickhouse, load_migrations(tmp_path)) == []
     (tmp_path / "0002_sink_batches.sql").write_text(load_migrations()[1].sql + "\n-- edited\n")
 
     with pytest.raises(MigrationError, match=r"0002_sink_batches\.sql was edited"):
         migrate(clickhouse, load_migrations(tmp_path))
     recorded = clickhouse.query("SELECT version, name FROM schema_migrations ORDER BY version").result_rows
-    assert recorded == [
-        (1, "detail_tables"),
-        (2, "sink_batches"),
-        (3, "variant_minute_stats"),
-        (4, "experiment_report"),
-    ]
+    assert recorded == [(m.version, m.name) for m in shipped]
+    assert recorded[1] == (2, "sink_batches")
+
+
+def test_a_conversion_counts_only_for_the_units_final_first_exposure(store: Any) -> None:
+    later = _exposure("fx", "A", "u1")
+    earlier = {**_exposure("fx", "A", "u1"), "client_ts": later["client_ts"] - 60_000}
+    insert(store, "first_exposures", [later, earlier])  # the jobs corrected the first exposure
+    stale = _conversion(later)  # attributed before the correction; the corrected window misses it
+    kept = _conversion(earlier)
+    insert(store, "attributed_conversions", [stale, kept])
+    insert(store, "experiment_definitions", [_definition("fx", [("A", 1), ("B", 1)], "A")])
+
+    row = view(store, "fx")["A"]
+
+    assert (row["units"], row["converting_units"], row["conversions"]) == (1, 1, 1)
