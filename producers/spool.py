@@ -8,11 +8,8 @@ even SIGKILL, loses nothing it accepted. The disk is synced in batches (after ``
 ``fsync_interval_s``, on rotation, ``flush`` and ``close``): a power cut can lose the records appended since
 the last sync, never an earlier one. ``ack`` is durable when it returns.
 
-On disk: ``{id:020d}.seg`` segments, each the magic ``abspool1`` then frames ``>I n, >I crc32(n bytes +
-payload), payload``; the first frame that overruns the file or fails its CRC ends the segment (a torn write,
-cut off on open in the newest segment). payload = ``>H topic_len >i key_len(-1: None) >H n_headers``, topic,
-key, per header ``>H >I`` lengths, name, value; then the value. ``checkpoint`` holds JSON ``{"segment",
-"offset"}``, the end of the last acked record, replaced atomically; ``lock`` is flocked and holds the pid.
+On disk: ``{id:020d}.seg`` segments of CRC-checked frames (:mod:`producers._spool_format`), a ``checkpoint``
+with the end of the last acked record and a flocked ``lock`` holding the pid (:mod:`producers._spool_files`).
 
 Replay (the logger's background thread)::
 
@@ -26,53 +23,34 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
-from abstream.errors import ConfigError, SpoolError, SpoolFullError, SpoolLockedError
+from abstream.errors import ConfigError, SpoolError, SpoolFullError
+from producers._spool_files import datasync as _datasync
+from producers._spool_files import fsync_dir, load_checkpoint, save_checkpoint, take_lock
+from producers._spool_format import (
+    HEADER_SIZE,
+    MAGIC,
+    Header,
+    SpoolPosition,
+    SpoolRecord,
+    encode_frame,
+    read_records,
+    scan_segment,
+    segment_ids,
+    segment_path,
+    spool_error,
+)
 
 __all__ = ["Header", "Spool", "SpoolPosition", "SpoolRecord"]
 
 _log = logging.getLogger(__name__)
-
-Header = tuple[str, bytes]
-
-_MAGIC = b"abspool1"
-_HEADER = len(_MAGIC)
-_FRAME = struct.Struct(">II")
-_LEN = struct.Struct(">I")
-_FIXED = struct.Struct(">HiH")
-_HDR = struct.Struct(">HI")
-_READ_CHUNK = 1 << 20
-_SUFFIX = ".seg"
-_datasync = getattr(os, "fdatasync", os.fsync)
-
-
-class SpoolPosition(NamedTuple):
-    """Where a record ends: ``(segment id, offset just past its frame)``; tuples order like the spool."""
-
-    segment: int
-    offset: int
-
-
-class SpoolRecord(NamedTuple):
-    """One spooled Kafka message; pass ``position`` to :meth:`Spool.ack` once it is delivered."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[Header] | None
-    position: SpoolPosition
 
 
 class Spool:
@@ -104,9 +82,9 @@ class Spool:
         self._closed = False
         self._active = self._active_fd = -1  # the segment appends go to; set by _recover
         self._inflight: list[SpoolPosition] = []  # read, not yet acknowledged, ascending
-        self._lock_fd = _take_lock(self._dir)
+        self._lock_fd = take_lock(self._dir)
         try:
-            self._acked = self._recover(_load_checkpoint(self._dir))
+            self._acked = self._recover(load_checkpoint(self._dir))
         except OSError as exc:
             os.close(self._lock_fd)
             raise self._error("cannot recover the segments on disk", exc) from exc
@@ -149,7 +127,7 @@ class Spool:
 
     def append(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[Header] | None = None) -> None:
         """Store one encoded Kafka message; raises :class:`SpoolFullError` rather than dropping it."""
-        frame = _encode(topic, key, value, headers)
+        frame = encode_frame(topic, key, value, headers)
         with self._lock:
             sync_fd = self._write(frame)
         if sync_fd is not None:
@@ -182,12 +160,12 @@ class Spool:
                 segment, offset = self._cursor
                 end, following = self._bounds(segment)
                 if offset < end:
-                    out += self._read_from(segment, offset, end, max_records - len(out))
+                    out += read_records(self._path(segment), segment, offset, end, max_records - len(out))
                     self._cursor = out[-1].position
                 elif following is None:
                     break
                 else:
-                    self._cursor = SpoolPosition(following, _HEADER)
+                    self._cursor = SpoolPosition(following, HEADER_SIZE)
             self._inflight += [record.position for record in out]
             return out
 
@@ -201,7 +179,7 @@ class Spool:
             if done > len(self._inflight) or self._inflight[done - 1] != position:
                 raise self._error(f"cannot ack {position}: read() has not returned it since the last ack/rewind")
             try:
-                _save_checkpoint(self._dir, position)
+                save_checkpoint(self._dir, position)
                 self._acked = position
                 del self._inflight[:done]
                 self._release(position, done)
@@ -235,7 +213,7 @@ class Spool:
             raise self._full(len(frame))
         end = self._ends[self._active]
         try:
-            if end > _HEADER and end + len(frame) > self._segment_bytes:
+            if end > HEADER_SIZE and end + len(frame) > self._segment_bytes:
                 end = self._rotate()
             if os.pwrite(self._active_fd, frame, end) != len(frame):
                 raise OSError(errno.ENOSPC, "short write")
@@ -279,17 +257,17 @@ class Spool:
         new_fd = self._create_segment(self._active + 1)
         os.close(self._active_fd)
         self._active, self._active_fd = self._active + 1, new_fd
-        self._ends[self._active] = _HEADER
-        self._disk_bytes += _HEADER
+        self._ends[self._active] = HEADER_SIZE
+        self._disk_bytes += HEADER_SIZE
         self._unsynced, self._synced_at = 0, time.monotonic()
-        return _HEADER
+        return HEADER_SIZE
 
     def _create_segment(self, segment: int) -> int:
         path = self._path(segment)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            os.pwrite(fd, _MAGIC, 0)
-            _fsync_dir(self._dir)
+            os.pwrite(fd, MAGIC, 0)
+            fsync_dir(self._dir)
         except OSError:  # leave nothing behind, so that the next rotation can try the same id again
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -302,24 +280,6 @@ class Spool:
             if segment == self._active:
                 return self._ends[segment], None
             return self._ends.get(segment, 0), next(s for s in self._ends if s > segment)
-
-    def _read_from(self, segment: int, offset: int, end: int, limit: int) -> list[SpoolRecord]:
-        with self._path(segment).open("rb", buffering=0) as f:
-            buf = os.pread(f.fileno(), min(end - offset, _READ_CHUNK), offset)
-            first = _FRAME.size + _LEN.unpack_from(buf)[0] if len(buf) >= _FRAME.size else 0
-            if first > len(buf):  # a record bigger than the chunk
-                buf = os.pread(f.fileno(), min(first, end - offset), offset)
-        view, records = memoryview(buf), []
-        try:
-            for start, stop in _frames(view, 0):
-                records.append(_decode(view[start:stop], SpoolPosition(segment, offset + stop)))
-                if len(records) == limit:
-                    return records
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise self._error(f"undecodable record after {self._path(segment)}:{offset}: {exc}") from exc
-        if not records:  # the bytes were intact when written or opened
-            raise self._error(f"corrupt frame at {self._path(segment)}:{offset}; was the file modified?")
-        return records
 
     def _release(self, position: SpoolPosition, count: int) -> None:
         """After an ack: update counters and delete the segments it fully covers."""
@@ -338,62 +298,42 @@ class Spool:
 
     def _recover(self, checkpoint: SpoolPosition | None) -> SpoolPosition:
         """Scan the segments left on disk, cut off a torn tail; returns the acknowledged position."""
-        ids = _segment_ids(self._dir)
+        ids = segment_ids(self._dir)
         for segment in ids:
             if checkpoint and segment < checkpoint.segment:
                 self._path(segment).unlink(missing_ok=True)  # fully acked just before a crash
             else:
                 skip = checkpoint.offset if checkpoint and segment == checkpoint.segment else 0
-                self._ends[segment], count = self._scan_segment(segment, segment == ids[-1], skip)
-                self._pending_records += count
+                scan = scan_segment(self._path(segment), newest=segment == ids[-1], skip=skip)
+                self._ends[segment] = scan.end
+                self._pending_records += scan.records
+                self._discarded_bytes += scan.discarded
         if self._ends:
             self._active = next(reversed(self._ends))
             self._active_fd = os.open(self._path(self._active), os.O_WRONLY | os.O_CLOEXEC)
         else:
             self._active = checkpoint.segment + 1 if checkpoint else 0
             self._active_fd = self._create_segment(self._active)
-            self._ends[self._active] = _HEADER
+            self._ends[self._active] = HEADER_SIZE
         self._disk_bytes = sum(self._ends.values())
         if checkpoint and checkpoint.segment in self._ends:
             end = self._ends[checkpoint.segment]
-            acked = SpoolPosition(checkpoint.segment, max(_HEADER, min(checkpoint.offset, end)))
+            acked = SpoolPosition(checkpoint.segment, max(HEADER_SIZE, min(checkpoint.offset, end)))
             # A power cut ate acknowledged records: new ones must not hide behind the old checkpoint.
             if acked != checkpoint:
-                _save_checkpoint(self._dir, acked)
+                save_checkpoint(self._dir, acked)
             return acked
-        return SpoolPosition(next(iter(self._ends)), _HEADER)
-
-    def _scan_segment(self, segment: int, newest: bool, skip: int) -> tuple[int, int]:
-        """(end of the last intact frame, intact frames ending after ``skip``) of one segment file."""
-        path = self._path(segment)
-        data = path.read_bytes()
-        if not data.startswith(_MAGIC):
-            if not _MAGIC.startswith(data):
-                raise self._error(f"{path} is not a spool segment (bad magic); move it out")
-            with path.open("r+b") as f:  # created just before a power cut: an empty segment
-                f.write(_MAGIC)
-            return _HEADER, 0
-        end, count = _HEADER, 0
-        for _, stop in _frames(memoryview(data), _HEADER):
-            end, count = stop, count + (stop > skip)
-        if end < len(data):
-            self._discarded_bytes += len(data) - end
-            what = "torn tail cut off" if newest else "unreadable, skipped (corrupt segment)"
-            _log.warning("spool %s: %d bytes after offset %d of %s %s", self._dir, len(data) - end, end, path, what)
-            if newest:
-                os.truncate(path, end)
-        return end, count
+        return SpoolPosition(next(iter(self._ends)), HEADER_SIZE)
 
     def _path(self, segment: int) -> Path:
-        return self._dir / f"{segment:020d}{_SUFFIX}"
+        return segment_path(self._dir, segment)
 
     def _check_open(self) -> None:
         if self._closed:
             raise self._error("the spool is closed")
 
     def _error(self, what: str, exc: OSError | None = None) -> SpoolError:
-        reason = f": {exc.strerror or exc}" if exc else ""
-        return SpoolError(f"spool {self._dir}: {what}{reason}", directory=str(self._dir))
+        return spool_error(self._dir, what, exc)
 
 
 def _check_options(max_bytes: int, segment_bytes: int, fsync_every: int, fsync_interval_s: float) -> None:
@@ -405,118 +345,3 @@ def _check_options(max_bytes: int, segment_bytes: int, fsync_every: int, fsync_i
     if broken := [rule for rule, ok in rules.items() if not ok]:
         values = f"{max_bytes=}, {segment_bytes=}, {fsync_every=}, {fsync_interval_s=}"
         raise ConfigError(f"Spool: options must satisfy {', '.join(broken)} (got {values})")
-
-
-def _take_lock(directory: Path) -> int:
-    """Create ``directory`` if needed and lock it for this process, recording our pid for the next opener."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "not writable by this user")
-        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise SpoolError(
-            f"spool directory {directory} is not usable: {exc.strerror or exc}; point the spool at a "
-            "writable directory on a local disk",
-            directory=str(directory),
-        ) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = _read_pid(fd)
-        os.close(fd)
-        raise SpoolLockedError(
-            f"spool directory {directory} is locked by process {pid or 'unknown'}; each process needs its "
-            "own spool directory",
-            directory=str(directory),
-            pid=pid,
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
-
-
-def _load_checkpoint(directory: Path) -> SpoolPosition | None:
-    path = directory / "checkpoint"
-    try:
-        data = json.loads(path.read_bytes())
-        return SpoolPosition(int(data["segment"]), int(data["offset"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        _log.warning("spool %s: unreadable checkpoint %s (%s); replaying from the oldest segment", directory, path, exc)
-        return None
-
-
-def _segment_ids(directory: Path) -> list[int]:
-    names = (p.name.removesuffix(_SUFFIX) for p in directory.glob(f"*{_SUFFIX}"))
-    return sorted(int(name) for name in names if name.isdigit())
-
-
-def _save_checkpoint(directory: Path, position: SpoolPosition) -> None:
-    """Replace the checkpoint so that a crash or power cut leaves either the old or the new one."""
-    tmp = directory / "checkpoint.tmp"
-    with tmp.open("wb") as f:
-        f.write(json.dumps(position._asdict()).encode())
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(directory / "checkpoint")
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a file creation or rename in ``directory`` survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _encode(topic: str, key: bytes | None, value: bytes, headers: Sequence[Header] | None) -> bytes:
-    name = topic.encode()
-    parts = [_FIXED.pack(len(name), -1 if key is None else len(key), len(headers) if headers else 0), name]
-    if key:
-        parts.append(key)
-    for header, header_value in headers or ():
-        encoded = header.encode()
-        parts += (_HDR.pack(len(encoded), len(header_value)), encoded, header_value)
-    parts.append(value)
-    payload = b"".join(parts)
-    size = _LEN.pack(len(payload))
-    return b"".join((size, _LEN.pack(zlib.crc32(payload, zlib.crc32(size))), payload))
-
-
-def _frames(buf: memoryview, offset: int) -> Iterator[tuple[int, int]]:
-    """(payload start, frame end) of each intact frame from ``offset``, up to the first torn one."""
-    while offset + _FRAME.size <= len(buf):
-        size, crc = _FRAME.unpack_from(buf, offset)
-        start, end = offset + _FRAME.size, offset + _FRAME.size + size
-        if size < _FIXED.size or end > len(buf):
-            return
-        if zlib.crc32(buf[start:end], zlib.crc32(buf[offset : offset + _LEN.size])) != crc:
-            return
-        yield start, end
-        offset = end
-
-
-def _decode(payload: memoryview, position: SpoolPosition) -> SpoolRecord:
-    topic_len, key_len, n_headers = _FIXED.unpack_from(payload, 0)
-    at = _FIXED.size + topic_len
-    topic = str(payload[_FIXED.size : at], "utf-8")
-    key = None
-    if key_len >= 0:
-        key, at = bytes(payload[at : at + key_len]), at + key_len
-    headers: list[Header] = []
-    for _ in range(n_headers):
-        name_len, value_len = _HDR.unpack_from(payload, at)
-        at += _HDR.size
-        name, at = str(payload[at : at + name_len], "utf-8"), at + name_len
-        headers.append((name, bytes(payload[at : at + value_len])))
-        at += value_len
-    return SpoolRecord(topic, key, bytes(payload[at:]), headers or None, position)
