@@ -11,6 +11,9 @@
 thread that encodes it (Avro single-object encoding) and produces it keyed by unit id, so exposures and
 events of a unit land in the same partition. When Kafka cannot take a record it goes to a durable local
 spool and is replayed in order once Kafka is back; ``event_id`` makes any replay idempotent downstream.
+
+A service that logs records on behalf of clients (the HTTP collector) passes, per call, the client's
+``event_id``, ``source`` and its own clock's ``received_ts``.
 """
 
 from __future__ import annotations
@@ -20,25 +23,27 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from abstream import __version__
 from abstream.errors import AbstreamError, ConfigError
 from producers.dispatcher import Dispatcher, LoggerStats
 from producers.records import (
+    Source,
     build_event,
     build_exposure,
     check_exposure,
     check_map,
     check_optional_number,
+    check_source,
     check_str,
     exposure_extras,
     new_event_id,
+    optional_millis,
     to_millis,
 )
 from producers.spool import Spool
@@ -66,23 +71,11 @@ class LoggerClosedError(AbstreamError, RuntimeError):
     """``log_*`` was called after ``close()``."""
 
 
-@dataclass(frozen=True)
-class Source:
-    """Who logs: written into every record for debugging (which SDK, which app, which host)."""
-
-    sdk: str = "abstream"
-    sdk_version: str = __version__
-    app: str | None = None
-    host: str | None = None
-
-    def as_record(self) -> dict[str, str | None]:
-        return {"sdk": self.sdk, "sdk_version": self.sdk_version, "app": self.app, "host": self.host}
-
-
 class ExposureLogger:
     """Publishes Exposure and Event records to Kafka; see the module docstring.
 
-    ``spool_dir`` must be private to this process (it is locked). ``producer_config`` overrides
+    ``spool_dir`` must be private to this process (it is locked). ``source`` is written into every record
+    (its ``host`` defaults to this machine's name) unless a call passes its own. ``producer_config`` overrides
     :data:`DEFAULT_PRODUCER_CONFIG` key by key; ``max_queue`` bounds the in-memory hand-off (past it the
     caller spools directly, still without blocking on Kafka).
     """
@@ -101,9 +94,9 @@ class ExposureLogger:
     ) -> None:
         self.exposures_topic = f"{topic_prefix}exposures"
         self.events_topic = f"{topic_prefix}events"
-        self._source = (source or Source()).as_record()
-        if self._source["host"] is None:
-            self._source["host"] = socket.gethostname()
+        source = source or Source()
+        self._source = source if source.host is not None else replace(source, host=socket.gethostname())
+        self._source_record = self._source.as_record()
         self._close_timeout = close_timeout
         self._exposure_serde = AvroSerde("Exposure")
         self._event_serde = AvroSerde("Event")
@@ -147,12 +140,15 @@ class ExposureLogger:
         sampling_rate: float = 1.0,
         client_ts: int | datetime | None = None,
         event_id: str | None = None,
+        received_ts: int | datetime | None = None,
+        source: Source | None = None,
     ) -> str:
         """Log that ``unit_id`` saw ``variant`` of ``experiment`` at ``revision``; returns the event id.
 
         The hash inputs (``hash_seed``, ``hash_version``, ``bucket_*``) and the legitimate-exception
         markers (``hash_used``, ``sticky_bucket_used``, ``forced``) let the stream jobs re-verify the
-        assignment; ``client_ts`` defaults to now (epoch millis or an aware datetime).
+        assignment; ``client_ts`` defaults to now (epoch millis or an aware datetime). ``received_ts``
+        (same types) is for an ingesting service to stamp; ``source`` replaces the logger's for this record.
         """
         if self._closed:
             raise LoggerClosedError("log_exposure() after close()")
@@ -167,11 +163,11 @@ class ExposureLogger:
         if (
             params or context or hash_seed is not None or hash_version is not None or bucket_position is not None
             or bucket_index is not None or hash_used is not True or sticky_bucket_used is not False
-            or forced is not False or sampling_rate != 1.0
+            or forced is not False or sampling_rate != 1.0 or received_ts is not None or source is not None
         ):  # fmt: skip
             extras = exposure_extras(
                 hash_seed, hash_version, bucket_position, bucket_index, params,
-                hash_used, sticky_bucket_used, forced, sampling_rate, context,
+                hash_used, sticky_bucket_used, forced, sampling_rate, context, received_ts, source,
             )  # fmt: skip
         ts = time.time_ns() // 1_000_000 if client_ts is None else to_millis("Exposure", "client_ts", client_ts)
         eid = new_event_id() if event_id is None else check_str("Exposure", "event_id", event_id)
@@ -195,11 +191,16 @@ class ExposureLogger:
         properties: Mapping[str, Any] | None = None,
         ts: int | datetime | None = None,
         event_id: str | None = None,
+        received_ts: int | datetime | None = None,
+        source: Source | None = None,
     ) -> str:
-        """Log an analytics or conversion event (``name``, optional numeric ``value``); returns the event id."""
+        """Log an analytics or conversion event (``name``, optional numeric ``value``); returns the event id.
+
+        ``ts`` defaults to now; ``received_ts`` and ``source`` are as for :meth:`log_exposure`.
+        """
         if self._closed:
             raise LoggerClosedError("log_event() after close()")
-        values = (
+        values: tuple[Any, ...] = (
             new_event_id() if event_id is None else check_str("Event", "event_id", event_id),
             check_str("Event", "unit_type", unit_type),
             check_str("Event", "unit_id", unit_id),
@@ -208,16 +209,26 @@ class ExposureLogger:
             to_millis("Event", "ts", ts),
             check_map("Event", "properties", properties),
         )
+        if received_ts is not None or source is not None:
+            values += (
+                optional_millis("Event", "received_ts", received_ts),
+                None if source is None else check_source("Event", source),
+            )
         self._dispatcher.submit((self.events_topic, unit_id, self._encode_event, values))
         return values[0]
 
     def _encode_exposure(self, values: tuple[Any, ...]) -> bytes:
-        return self._exposure_serde.encode(build_exposure(values, self._source))
+        return self._exposure_serde.encode(build_exposure(values, self._source_record))
 
     def _encode_event(self, values: tuple[Any, ...]) -> bytes:
-        return self._event_serde.encode(build_event(values, self._source))
+        return self._event_serde.encode(build_event(values, self._source_record))
 
     # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def source(self) -> Source:
+        """The ``source`` written into records whose call passes none (``host`` filled in)."""
+        return self._source
+
     @property
     def stats(self) -> LoggerStats:
         """A snapshot of the counters: sent, replayed, spooled, delivery_failures, failed."""

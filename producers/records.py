@@ -11,30 +11,58 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from abstream import __version__
 from abstream.errors import InvalidRecordError
 
 __all__ = [
     "ExposureExtras",
+    "Source",
     "build_event",
     "build_exposure",
     "check_exposure",
     "check_map",
     "check_optional_number",
+    "check_source",
     "check_str",
     "exposure_extras",
     "new_event_id",
+    "optional_millis",
     "to_millis",
 ]
 
+_LONG_END = 1 << 63  # Avro longs: a larger timestamp would only fail later, on the delivery thread
 _VERSION_4 = (0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF, 0x00000000000040008000000000000000)
 
 # (hash_seed, hash_version, bucket_position, bucket_index, params, hash_used, sticky_bucket_used,
-#  forced, sampling_rate, context): the optional Exposure fields, present only when one is set.
+#  forced, sampling_rate, context, received_ts, source): the optional Exposure fields, present only
+# when one is set; source None means the logger's own.
 ExposureExtras = tuple[Any, ...]
-_DEFAULT_EXTRAS: ExposureExtras = (None, None, None, None, {}, True, False, False, 1.0, {})
+_DEFAULT_EXTRAS: ExposureExtras = (None, None, None, None, {}, True, False, False, 1.0, {}, None, None)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who logs: written into every record for debugging (which SDK, which app, which host)."""
+
+    sdk: str | None = "abstream"
+    sdk_version: str | None = __version__
+    app: str | None = None
+    host: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and type(value) is not str:
+                raise InvalidRecordError(
+                    f"Source.{field.name}: expected a string or None, got {value!r}", field=f"source.{field.name}"
+                )
+
+    def as_record(self) -> dict[str, str | None]:
+        return {"sdk": self.sdk, "sdk_version": self.sdk_version, "app": self.app, "host": self.host}
 
 
 def new_event_id() -> str:
@@ -91,14 +119,26 @@ def to_millis(record: str, field: str, value: int | float | datetime | None) -> 
     """Epoch milliseconds from ``None`` (now), epoch millis, or an aware datetime."""
     if value is None:
         return time.time_ns() // 1_000_000
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value < _LONG_END:
         return value
     if isinstance(value, datetime) and value.tzinfo is not None:
         return int(value.timestamp() * 1000)
     raise InvalidRecordError(
-        f"{record}.{field}: expected epoch milliseconds (int >= 0) or a timezone-aware datetime, got {value!r}",
+        f"{record}.{field}: expected epoch milliseconds (0 <= int < 2**63) or a timezone-aware datetime, got {value!r}",
         field=field,
     )
+
+
+def optional_millis(record: str, field: str, value: int | datetime | None) -> int | None:
+    """Like :func:`to_millis`, but None stays None (the field is absent) instead of meaning now."""
+    return None if value is None else to_millis(record, field, value)
+
+
+def check_source(record: str, source: object) -> dict[str, str | None]:
+    """The ``source`` record of a :class:`Source` given for one call."""
+    if type(source) is Source:
+        return source.as_record()
+    raise InvalidRecordError(f"{record}.source: expected a producers.logger.Source, got {source!r}", field="source")
 
 
 def check_exposure(
@@ -116,7 +156,8 @@ def check_exposure(
 def exposure_extras(
     hash_seed: object, hash_version: object, bucket_position: object, bucket_index: object,
     params: Mapping[str, Any] | None, hash_used: object, sticky_bucket_used: object, forced: object,
-    sampling_rate: object, context: Mapping[str, Any] | None,
+    sampling_rate: object, context: Mapping[str, Any] | None, received_ts: int | datetime | None = None,
+    source: Source | None = None,
 ) -> ExposureExtras:  # fmt: skip
     """The optional Exposure fields, checked; called only when one differs from its default."""
     if not (type(sampling_rate) in (int, float) and 0 < sampling_rate <= 1):  # type: ignore[operator]
@@ -135,26 +176,34 @@ def exposure_extras(
         _check_bool("Exposure", "forced", forced),
         float(sampling_rate),  # type: ignore[arg-type]
         check_map("Exposure", "context", context),
+        optional_millis("Exposure", "received_ts", received_ts),
+        None if source is None else check_source("Exposure", source),
     )
 
 
 def build_exposure(values: tuple[Any, ...], source: dict[str, Any]) -> dict[str, Any]:
     """The Avro Exposure record from the tuple ``log_exposure`` handed over (on the delivery thread)."""
     event_id, experiment, revision, variant, unit_type, unit_id, scheme, client_ts, extras = values
-    seed, version, position, index, params, hash_used, sticky, forced, rate, context = extras or _DEFAULT_EXTRAS
+    seed, version, position, index, params, hash_used, sticky, forced, rate, context, received, src = (
+        extras or _DEFAULT_EXTRAS
+    )
     return {
         "event_id": event_id, "experiment": experiment, "revision": revision, "variant": variant,
         "unit_type": unit_type, "unit_id": unit_id, "scheme": scheme, "hash_seed": seed, "hash_version": version,
         "bucket_position": position, "bucket_index": index, "params": params, "hash_used": hash_used,
-        "sticky_bucket_used": sticky, "forced": forced, "source": source, "client_ts": client_ts,
-        "received_ts": None, "context": context, "sampling_rate": rate,
+        "sticky_bucket_used": sticky, "forced": forced, "source": src or source, "client_ts": client_ts,
+        "received_ts": received, "context": context, "sampling_rate": rate,
     }  # fmt: skip
 
 
 def build_event(values: tuple[Any, ...], source: dict[str, Any]) -> dict[str, Any]:
-    """The Avro Event record from the tuple ``log_event`` handed over."""
-    event_id, unit_type, unit_id, name, value, ts, properties = values
+    """The Avro Event record from the tuple ``log_event`` handed over.
+
+    ``(received_ts, source)`` trail the seven required values only when the caller set one of them.
+    """
+    event_id, unit_type, unit_id, name, value, ts, properties, *stamped = values
+    received, src = stamped or (None, None)
     return {
         "event_id": event_id, "unit_type": unit_type, "unit_id": unit_id, "name": name, "value": value,
-        "ts": ts, "properties": properties, "source": source,
+        "ts": ts, "received_ts": received, "properties": properties, "source": src or source,
     }  # fmt: skip

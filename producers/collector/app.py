@@ -7,9 +7,10 @@ Every answer is JSON, errors included (``{"error": "<code>", "message": "..."}``
 401 without a valid token, 403 from an origin not allowed, 413 for a body or batch too large, 415 for
 a body that is not JSON or text, 429 (with ``Retry-After``) past the client's rate. Records are
 validated one by one (:mod:`producers.collector.validation`) and produced through an
-:class:`~producers.collector.ingest.IngestLogger`, so a Kafka outage spools them instead of failing.
+:class:`~producers.logger.ExposureLogger` (:mod:`producers.collector.ingest`), so a Kafka outage spools them
+instead of failing.
 
-    app = make_app(CollectorSettings(tokens=["k1"]), IngestLogger(bootstrap_servers=..., spool_dir=...))
+    app = make_app(CollectorSettings(tokens=["k1"]), ExposureLogger(bootstrap_servers=..., spool_dir=...))
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from abstream.errors import BatchTooLargeError, InvalidRecordError
-from producers.logger import LoggerClosedError, Source
+from producers.logger import ExposureLogger, LoggerClosedError, Source
 from producers.records import new_event_id
 
-from .ingest import IngestLogger
+from .ingest import log_record
 from .ratelimit import TokenBucketLimiter
 from .settings import CollectorSettings
 from .validation import Batch, FieldError, Rejected, parse_batch
@@ -77,7 +78,7 @@ class Collector:
     def __init__(
         self,
         settings: CollectorSettings,
-        logger: IngestLogger,
+        logger: ExposureLogger,
         *,
         limiter: TokenBucketLimiter | None = None,
         clock: Callable[[], float] = time.time,
@@ -170,7 +171,7 @@ class Collector:
         try:
             parsed = parse_batch(
                 json.loads(await request.read()), received=received, new_id=new_event_id,
-                source=self.logger.default_source, max_records=self.settings.max_batch_records,
+                source=self.logger.source.as_record(), max_records=self.settings.max_batch_records,
             )  # fmt: skip
         except (ValueError, RecursionError) as exc:
             return self._bad_request(exc)
@@ -196,8 +197,8 @@ class Collector:
         rejected = list(parsed.rejected)
         for kind, index, record in parsed.valid:
             try:
-                self.logger.log_record(record)
-            except InvalidRecordError as exc:  # does not encode: the models and the .avsc disagree
+                log_record(self.logger, record)
+            except InvalidRecordError as exc:  # valid by the models but not to the logger (e.g. a time before 1970)
                 rejected.append(Rejected(index, kind, (FieldError(exc.field or "", str(exc)),)))
         rejected.sort(key=lambda r: (r.kind != "exposure", r.index))
         return len(parsed.valid) - (len(rejected) - len(parsed.rejected)), rejected
@@ -219,7 +220,7 @@ class Collector:
 COLLECTOR_KEY = web.AppKey("collector", Collector)
 
 
-def make_app(settings: CollectorSettings, logger: IngestLogger, **kwargs: Any) -> web.Application:
+def make_app(settings: CollectorSettings, logger: ExposureLogger, **kwargs: Any) -> web.Application:
     """The aiohttp application; ``kwargs`` go to :class:`Collector` (``limiter``, ``clock``).
 
     The app does not own ``logger``: whoever made it closes it (``serve`` does, on cleanup).
@@ -244,7 +245,7 @@ def serve(
     print_fn: Callable[..., None] | None = print,
 ) -> None:
     """Run the collector until interrupted; its logger is closed (Kafka flushed, rest spooled) on the way out."""
-    logger = IngestLogger(
+    logger = ExposureLogger(
         bootstrap_servers=bootstrap_servers,
         spool_dir=spool_dir,
         topic_prefix=topic_prefix,

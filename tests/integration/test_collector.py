@@ -19,9 +19,8 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.topics import TopicSpec, create_topics
 from producers.collector.app import make_app
-from producers.collector.ingest import IngestLogger
 from producers.collector.settings import CollectorSettings
-from producers.logger import Source
+from producers.logger import ExposureLogger, Source
 from schemas.serde import AvroSerde
 from tests.integration.test_kafka import consume_all
 
@@ -45,7 +44,7 @@ class Running:
     """A collector serving on 127.0.0.1:``port`` in a background thread, with its logger and topics."""
 
     port: int
-    logger: IngestLogger
+    logger: ExposureLogger
     bootstrap: str
     prefix: str
 
@@ -94,8 +93,8 @@ def collector(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterat
 
     def start(**overrides: Any) -> Running:
         settings = CollectorSettings(**{"tokens": [TOKEN], **overrides})
-        logger = IngestLogger(bootstrap_servers=kafka_bootstrap, spool_dir=tmp_path / f"spool-{len(stops)}",
-                              topic_prefix=topic_prefix, source=Source(sdk="abstream-collector"))  # fmt: skip
+        logger = ExposureLogger(bootstrap_servers=kafka_bootstrap, spool_dir=tmp_path / f"spool-{len(stops)}",
+                                topic_prefix=topic_prefix, source=Source(sdk="abstream-collector"))  # fmt: skip
         started, box = threading.Event(), dict[str, Any]()
         thread = threading.Thread(target=_serve, args=(make_app(settings, logger), started, box), daemon=True)
         thread.start()
@@ -117,8 +116,9 @@ def collector(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterat
 def test_a_valid_batch_lands_on_kafka_with_received_ts(collector: Callable[..., Running]) -> None:
     running = collector()
     exposures = [{**EXPOSURE, "unit_id": f"d-{i}", "client_ts": 1_700_000_000_000 + i} for i in range(20)]
+    web_sdk = {"sdk": "web-sdk", "sdk_version": "2.1.0", "app": "shop", "host": None}
     event = {"unit_type": "device_id", "unit_id": "d-1", "name": "button_click", "properties": {"btn_type": "Moon"},
-             "event_id": str(uuid.uuid4()), "ts": "2025-03-01T12:00:00Z"}  # fmt: skip
+             "event_id": str(uuid.uuid4()), "ts": "2025-03-01T12:00:00Z", "source": web_sdk}  # fmt: skip
     before = int(time.time() * 1000)
     reply = running.post({"exposures": exposures, "events": [event]})
     after = int(time.time() * 1000)
@@ -133,6 +133,7 @@ def test_a_valid_batch_lands_on_kafka_with_received_ts(collector: Callable[..., 
     [got] = running.records("events", 1)
     assert got["event_id"] == event["event_id"] and got["properties"] == {"btn_type": "Moon"}
     assert got["ts"] == 1_740_830_400_000 and before <= got["received_ts"] <= after
+    assert got["source"] == web_sdk  # the client's own, as it sent it
 
 
 def test_bad_records_are_reported_and_the_good_ones_delivered(collector: Callable[..., Running]) -> None:
@@ -220,14 +221,14 @@ def test_an_unexpected_failure_is_a_bare_500_and_a_closed_logger_a_503(
     running = collector()
     batch = {"exposures": [{**EXPOSURE, "unit_id": "u"}]}
 
-    def broken(record: object) -> str:
+    def broken(**fields: object) -> str:
         raise RuntimeError("secret internals")
 
-    running.logger.log_record = broken  # type: ignore[method-assign]
+    running.logger.log_exposure = broken  # type: ignore[method-assign]
     reply = running.post(batch)
     assert (reply.status, reply.body["error"]) == (500, "internal_error")
     assert "secret" not in json.dumps(reply.body) and "secret internals" in caplog.text
-    del running.logger.log_record
+    del running.logger.log_exposure
     running.logger.close()
     reply = running.post(batch)
     assert (reply.status, reply.body["error"], reply.headers["Retry-After"]) == (503, "shutting_down", "1")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.local_kafka import LocalKafka
 from deploy.topics import TopicSpec, create_topics
-from producers.logger import ExposureLogger
+from producers.logger import ExposureLogger, Source
 from schemas.serde import AvroSerde
 from tests.conftest import kafka_dist
 from tests.integration.test_kafka import consume_all
@@ -61,6 +62,25 @@ def test_records_arrive_decodable_and_co_partitioned_by_unit(
     assert all(exposure_partition[m.key()] == m.partition() for m in events)
 
 
+def test_a_server_stamped_record_arrives_with_received_ts_and_its_source(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    _create_topics(kafka_bootstrap, topic_prefix)
+    client = Source(sdk="web-sdk", sdk_version="2.1.0", app="shop", host=None)
+    with ExposureLogger(bootstrap_servers=kafka_bootstrap, spool_dir=tmp_path, topic_prefix=topic_prefix) as logger:
+        logger.log_exposure(experiment="e", revision=1, variant="A", unit_id="u1", received_ts=1_767_225_600_000,
+                            source=client)  # fmt: skip
+        logger.log_event(unit_id="u1", name="click", received_ts=datetime(2026, 1, 1, tzinfo=UTC), source=client)
+        assert logger.flush(30)
+
+    [exposure] = consume_all(kafka_bootstrap, f"{topic_prefix}exposures", 1)
+    [event] = consume_all(kafka_bootstrap, f"{topic_prefix}events", 1)
+    for message, serde in ((exposure, AvroSerde("Exposure")), (event, AvroSerde("Event"))):
+        record = serde.decode(message.value())
+        assert record["received_ts"] == 1_767_225_600_000
+        assert record["source"] == {"sdk": "web-sdk", "sdk_version": "2.1.0", "app": "shop", "host": None}
+
+
 @pytest.fixture
 def own_cluster(tmp_path: Path):
     """A broker this test may stop and restart (the session's broker is shared)."""
@@ -102,7 +122,7 @@ def test_a_broker_outage_spools_without_blocking_and_every_record_arrives_once(o
 
 _APP = """
 import sys, time
-from producers.logger import ExposureLogger
+from producers.logger import ExposureLogger, Source
 logger = ExposureLogger(bootstrap_servers=sys.argv[1], spool_dir=sys.argv[2])
 with open(sys.argv[3], "w") as out:
     for i in range(500):

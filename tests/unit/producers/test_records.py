@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from abstream.errors import ConfigError, InvalidRecordError
-from producers.logger import ExposureLogger, LoggerClosedError
+from producers.logger import ExposureLogger, LoggerClosedError, Source
 from producers.records import new_event_id, to_millis
+from producers.spool import Spool
+from schemas.serde import AvroSerde
 
 
 def test_event_ids_are_unique_version_4_uuids() -> None:
@@ -69,6 +71,11 @@ GOOD = {"experiment": "checkout", "variant": "B", "unit_id": "u1", "revision": 3
         ({"context": {1: "x"}}, "context"),
         ({"client_ts": "yesterday"}, "client_ts"),
         ({"event_id": ""}, "event_id"),
+        ({"received_ts": "just now"}, "received_ts"),
+        ({"received_ts": -1}, "received_ts"),
+        ({"received_ts": 1 << 63}, "received_ts"),
+        ({"received_ts": datetime(2026, 1, 1)}, "received_ts"),
+        ({"source": {"sdk": "web"}}, "source"),
     ],
 )
 def test_invalid_exposures_name_the_field(logger: ExposureLogger, change: dict, field: str) -> None:
@@ -86,6 +93,26 @@ def test_invalid_events_name_the_field(logger: ExposureLogger) -> None:
         logger.log_event(unit_id="u1", name="purchase", value="19.99")  # type: ignore[arg-type]
 
     assert info.value.field == "value"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"received_ts": 1.5}, "received_ts"), ({"received_ts": "now"}, "received_ts"), ({"source": "web"}, "source")],
+)
+def test_invalid_server_side_event_fields_name_the_field(logger: ExposureLogger, change: dict, field: str) -> None:
+    with pytest.raises(InvalidRecordError) as info:
+        logger.log_event(unit_id="u1", name="purchase", **change)
+
+    assert info.value.field == field
+    assert f"Event.{field}" in str(info.value)
+    assert logger.wait_handed_off(1) and logger.stats.spooled == 0
+
+
+def test_a_source_field_that_is_not_a_string_is_refused_at_once() -> None:
+    with pytest.raises(InvalidRecordError, match=r"Source\.app: expected a string or None") as info:
+        Source(app=42)  # type: ignore[arg-type]
+
+    assert info.value.field == "source.app"
 
 
 def test_logging_after_close_is_an_error(tmp_path: Path) -> None:
@@ -109,3 +136,33 @@ def test_close_spools_what_kafka_did_not_take(tmp_path: Path) -> None:
 
     assert logger.stats.spooled == 50
     assert logger.stats.failed == 0
+
+
+def _spooled(directory: Path) -> dict[str, dict]:
+    """The records a closed logger left in its spool, by event id: the bytes it would have sent to Kafka."""
+    serdes = {"abstream.exposures": AvroSerde("Exposure"), "abstream.events": AvroSerde("Event")}
+    with Spool(directory) as spool:
+        decoded = [serdes[r.topic].decode(r.value) for r in spool.read(100)]
+    return {r["event_id"]: r for r in decoded}
+
+
+def test_received_ts_and_a_per_call_source_go_into_the_record(tmp_path: Path) -> None:
+    client = Source(sdk="web-sdk", sdk_version="2.1.0", app=None, host=None)
+    received = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
+    logger = ExposureLogger(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path, close_timeout=0.1)
+    ids = [
+        logger.log_exposure(**GOOD, received_ts=received, source=client),
+        logger.log_exposure(**GOOD, received_ts=1_767_225_600_500),
+        logger.log_exposure(**GOOD),
+        logger.log_event(unit_id="u1", name="click", ts=1_767_225_600_000, received_ts=received, source=client),
+        logger.log_event(unit_id="u1", name="click"),
+    ]
+    logger.close()
+
+    spooled = _spooled(tmp_path)
+    records = [spooled[i] for i in ids]
+    own = logger.source.as_record()
+    assert own["sdk"] == "abstream" and own["host"]  # the logger's host is filled in; a caller's is not
+    assert [r["received_ts"] for r in records] == [1_767_225_601_000, 1_767_225_600_500, None, 1_767_225_601_000, None]
+    assert [r["source"] for r in records] == [client.as_record(), own, own, client.as_record(), own]
+    assert records[3]["ts"] == 1_767_225_600_000
