@@ -145,8 +145,15 @@ class Dispatcher(threading.Thread):
         moved = 0
         while self.queue and moved < limit:
             topic, key, encode, values = self.queue.popleft()
-            self._route(topic, key.encode(), encode(values))
             moved += 1
+            try:
+                value = encode(values)
+            except Exception:  # the caller-side checks should make this impossible: say so loudly and count it
+                log.exception("abstream logger: a record for %s could not be encoded and is lost", topic)
+                with self._stats_lock:
+                    self.stats.failed += 1
+                continue
+            self._route(topic, key.encode(), value)
         return moved
 
     def _route(self, topic: str, key: bytes, value: bytes) -> None:

@@ -67,6 +67,9 @@ DEFAULT_PRODUCER_CONFIG: Mapping[str, Any] = {
 }
 
 
+_INT32 = 2**31  # Avro int
+
+
 class LoggerClosedError(AbstreamError, RuntimeError):
     """``log_*`` was called after ``close()``."""
 
@@ -155,7 +158,7 @@ class ExposureLogger:
         # One combined test for the common case; the field-by-field checks name the culprit otherwise.
         if not (
             type(experiment) is str and experiment and type(variant) is str and variant
-            and type(unit_id) is str and unit_id and type(revision) is int and revision >= 0
+            and type(unit_id) is str and unit_id and type(revision) is int and 0 <= revision < _INT32
             and type(unit_type) is str and unit_type and type(scheme) is str and scheme
         ):  # fmt: skip
             check_exposure(experiment, variant, unit_id, revision, unit_type, scheme)

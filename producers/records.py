@@ -65,6 +65,9 @@ class Source:
         return {"sdk": self.sdk, "sdk_version": self.sdk_version, "app": self.app, "host": self.host}
 
 
+_INT32, _INT64 = 2**31, 2**63  # Avro int and long
+
+
 def new_event_id() -> str:
     """A random version-4 UUID string, ~3x cheaper than ``str(uuid.uuid4())``.
 
@@ -93,6 +96,12 @@ def _check_optional(record: str, field: str, value: object, kind: type) -> Any:
     if value is None or type(value) is kind:
         return value
     raise InvalidRecordError(f"{record}.{field}: expected {kind.__name__} or None, got {value!r}", field=field)
+
+
+def _check_range(record: str, field: str, value: int | None, bound: int) -> int | None:
+    if value is None or -bound <= value < bound:
+        return value
+    raise InvalidRecordError(f"{record}.{field}: {value} does not fit the Avro field (|value| < {bound})", field=field)
 
 
 def _check_bool(record: str, field: str, value: object) -> bool:
@@ -147,8 +156,10 @@ def check_exposure(
     """Field-by-field checks of the required Exposure arguments; raises naming the first bad one."""
     for field, value in (("experiment", experiment), ("variant", variant), ("unit_id", unit_id)):
         check_str("Exposure", field, value)
-    if type(revision) is not int or revision < 0:
-        raise InvalidRecordError(f"Exposure.revision: expected an int >= 0, got {revision!r}", field="revision")
+    if type(revision) is not int or not 0 <= revision < _INT32:
+        raise InvalidRecordError(
+            f"Exposure.revision: expected an int in [0, 2**31), got {revision!r}", field="revision"
+        )
     check_str("Exposure", "unit_type", unit_type)
     check_str("Exposure", "scheme", scheme)
 
@@ -167,9 +178,13 @@ def exposure_extras(
         )
     return (
         _check_optional("Exposure", "hash_seed", hash_seed, str),
-        _check_optional("Exposure", "hash_version", hash_version, int),
+        _check_range(
+            "Exposure", "hash_version", _check_optional("Exposure", "hash_version", hash_version, int), _INT32
+        ),
         check_optional_number("Exposure", "bucket_position", bucket_position),
-        _check_optional("Exposure", "bucket_index", bucket_index, int),
+        _check_range(
+            "Exposure", "bucket_index", _check_optional("Exposure", "bucket_index", bucket_index, int), _INT64
+        ),
         check_map("Exposure", "params", params),
         _check_bool("Exposure", "hash_used", hash_used),
         _check_bool("Exposure", "sticky_bucket_used", sticky_bucket_used),
