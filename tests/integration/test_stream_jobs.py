@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,26 @@ def test_dead_letters_can_be_listed_and_replayed(pipeline: Pipeline) -> None:
     assert replayed.returncode == 0 and "re-injected 1 record" in replayed.stdout
     letters = pipeline.wait_for("dead-letters", 3)
     assert [d["raw"] for d in letters].count(b"not avro") == 2  # back through the job, failing again
+
+
+def test_the_jobs_refuse_to_run_unless_exposures_and_events_are_co_partitioned(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topics = TopicSpec.load().resolve(prefix=topic_prefix, brokers=1)
+    skewed = [replace(t, partitions=3) if t.role == "events" else t for t in topics]
+    create_topics(admin, skewed)
+    env = {**os.environ, "ABSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap, "ABSTREAM_TOPIC_PREFIX": topic_prefix,
+           "ABSTREAM_DATA_DIR": str(tmp_path), "COLUMNS": "200"}  # fmt: skip
+
+    result = subprocess.run(
+        [sys.executable, "-m", "abstream", "jobs", "run"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert "must be co-partitioned" in result.stderr and "'events': 3" in result.stderr
