@@ -86,6 +86,7 @@ def _check_topics(consumer: Any, names: list[str]) -> None:
 
 def run_sink(settings: SinkSettings, *, bootstrap: str, stop: threading.Event, until_idle: bool = False) -> SinkStats:
     """Migrate, then consume until ``stop`` (or caught up), serving the API meanwhile."""
+    from sinks.dashboard import DashboardData
     from sinks.server import ApiServer, build_app
 
     client = connect(settings.clickhouse_url, database=settings.clickhouse_database)
@@ -102,7 +103,12 @@ def run_sink(settings: SinkSettings, *, bootstrap: str, stop: threading.Event, u
     )
     api_client = connect(settings.clickhouse_url, database=settings.clickhouse_database)
     report = functools.partial(_report, api_client)
-    app = build_app(report=report, health=lambda: _health(worker), default_policy=settings.multi_variant_policy)
+    app = build_app(
+        report=report,
+        health=lambda: _health(worker),
+        default_policy=settings.multi_variant_policy,
+        dashboard=DashboardData(api_client),
+    )
     server = ApiServer(app, host=settings.sink_api_host, port=settings.sink_api_port)
     endpoint = SinkEndpoint(
         os.getpid(), settings.sink_api_host, server.start(), settings.clickhouse_url, settings.clickhouse_database

@@ -37,6 +37,7 @@ _COMMAND_MODULES = (
     "abstream.cli.collector",
     "abstream.cli.jobs",
     "abstream.cli.sink",
+    "abstream.cli.dashboard",
     "abstream.cli.demo",
 )
 
