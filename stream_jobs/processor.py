@@ -103,7 +103,7 @@ class UnitProcessor:
             outputs.append(Output("variant_switches", exposure["unit_id"], switch))
         if emit and rules is not None:
             outputs += self._claim_buffered(state, key, entry, rules.attribution_window_ms, replay)
-        self._expire(state, watermark)
+        self.expire(state, watermark)
         return outputs
 
     def _claim_buffered(
@@ -145,7 +145,7 @@ class UnitProcessor:
                 state.setdefault("p", []).append({**event, "a": attributed})
             elif not conversions:
                 self.health["unattributed"] += 1
-        self._expire(state, watermark)
+        self.expire(state, watermark)
         return [Output("attributed_conversions", event["unit_id"], c) for c in conversions]
 
     def _windows(self, experiments: Mapping[str, Any]) -> dict[str, int]:
@@ -156,7 +156,7 @@ class UnitProcessor:
         return out
 
     # -- bounded state ---------------------------------------------------------------------------
-    def _expire(self, state: dict[str, Any], watermark: int | None) -> None:
+    def expire(self, state: dict[str, Any], watermark: int | None) -> None:
         """Drop buffered events past the allowed lateness and experiments ended past the grace period."""
         if watermark is None:
             return
