@@ -10,6 +10,10 @@ AttributedConversion naming the corrected exposure. The latest record per (event
 one that counts, and only while its ``exposure_event_id`` is still the unit's first exposure; the sink
 joins on exactly that.
 
+A replayed event's ``late`` flag is computed against the watermark restored at the replay, which may be
+further on than the first time: a re-emitted conversion can carry ``late=true`` (a health flag only; it is
+attributed the same).
+
 Processing is at-least-once: after a crash, records since the last committed offset are processed
 again, while the state may already contain them (the table changelog was flushed before the crash).
 So the state remembers the last offset applied per source topic (a unit's records all come from one

@@ -179,8 +179,13 @@ def _assert_outputs(pipe: Pipeline, traffic: ref.Traffic, *, exactly_once: bool)
     assert first == {k: v["event_id"] for k, v in ref.first_exposures(exposures).items()}
     assert _effective(conversions, first) == expected
     got = Counter((c["event_id"], c["experiment"], c["exposure_event_id"]) for c in conversions)
-    late_ids = {e["event_id"] for e in traffic.late_events}
-    assert {c["event_id"] for c in conversions if c["late"]} == late_ids & {c[0] for c in expected}
+    late_ids = {e["event_id"] for e in traffic.late_events} & {c[0] for c in expected}
+    flagged_late = {c["event_id"] for c in conversions if c["late"]}
+    # A replay (after a crash or rebalance) recomputes `late` against the watermark it restores, which may be
+    # further on: a re-emitted conversion can carry late=true. Truly late events are flagged in every run.
+    assert late_ids <= flagged_late
+    if exactly_once:
+        assert flagged_late == late_ids
     flags = pipe.read("assignment-flags")
     assert {(f["event_id"], f["reason"]) for f in flags} == ref.assignment_flags(exposures)
     switches = {(s["experiment"], s["unit_id"]): s["variants_seen"] for s in pipe.read("variant-switches")}
