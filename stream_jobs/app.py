@@ -21,6 +21,7 @@ import faust
 from confluent_kafka.admin import AdminClient
 
 from abstream.errors import KafkaSetupError
+from stream_jobs.producer import LibrdkafkaProducer
 from stream_jobs.settings import JobsSettings
 
 __all__ = ["Preflight", "create_app", "preflight"]
@@ -68,10 +69,17 @@ def create_app(settings: JobsSettings, cluster: Preflight) -> faust.App:
         "broker_commit_interval": settings.commit_interval_s,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
-        "producer_linger": 0.001,
+        "producer_linger": 0.002,
         "topic_allow_declare": True,
         "web_enabled": settings.web_port is not None,
         "web_port": settings.web_port or 6066,
         "table_standby_replicas": 0,
     }
-    return faust.App(settings.app_id, **options)
+    return _App(settings.app_id, **options)
+
+
+class _App(faust.App):
+    """Faust, with outputs and changelogs produced through librdkafka (see ``stream_jobs.producer``)."""
+
+    def _new_producer(self) -> LibrdkafkaProducer:
+        return LibrdkafkaProducer(self.transport, loop=self.loop, beacon=self.beacon)

@@ -28,6 +28,8 @@ class JobsSettings(BaseSettings):
     jobs: tuple[Job, ...] = ("first_exposures", "variant_switches", "assignment_flags", "attributed_conversions")
     allowed_lateness_ms: int = Field(default=10 * 60_000, ge=0)
     state_grace_ms: int = Field(default=7 * 24 * 3_600_000, ge=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    sweep_batch: int = Field(default=1000, ge=1)
     batch_max: int = Field(default=500, ge=1)
     batch_within_s: float = Field(default=0.01, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)

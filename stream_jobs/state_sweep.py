@@ -2,17 +2,28 @@
 
 Applying a record already prunes that unit's state (buffered events past the allowed lateness,
 experiments ended longer ago than the grace period). A unit that is never seen again would keep its
-entry forever, so the agent also walks its partitions' entries a slice at a time and applies the same
-pruning against each partition's watermark; an entry left empty is deleted (a changelog tombstone).
+entry forever, so the agent also sweeps each partition it reads, at most every ``sweep_interval_s``:
+a ``PartitionSweeper`` slice reads up to ``sweep_batch`` entries from where the last slice stopped and
+applies the same pruning against that partition's watermark; an entry left empty is deleted (a
+changelog tombstone). Slices keep a big table from stalling the agent, which runs them between batches
+of records, because Faust table writes must happen while a record of the same partition is current.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-__all__ = ["sweep"]
+__all__ = ["Entries", "PartitionSweeper", "store_entries", "sweep"]
+
+log = logging.getLogger("abstream.stream_jobs")
+
+# A partition's (key, value) entries in key order, from a key on (None: from the first).
+Entries = Callable[[int, bytes | None], Iterable[tuple[bytes, bytes]]]
 
 
 def sweep(
@@ -36,3 +47,86 @@ def sweep(
         new = json.dumps(state, separators=(",", ":")).encode()
         if new != raw:
             yield key, new
+
+
+class PartitionSweeper:
+    """Sweeps a partition a slice at a time, resuming where its last slice stopped.
+
+    ``due(partition)`` says whether ``sweep_interval_s`` has passed since its last slice; ``run`` reads at
+    most ``batch`` entries through ``entries`` and writes the results through ``table`` (the Faust table,
+    so that a rewrite goes to the changelog and a delete leaves a tombstone). Past the last entry, the
+    next slice starts over from the first.
+
+        sweeper = PartitionSweeper(entries=store_entries(table), table=table, expire=p.expire,
+                                   is_empty=p.is_empty, batch=1000, interval_s=60.0)
+        if sweeper.due(partition):
+            sweeper.run(partition, watermark)
+    """
+
+    def __init__(
+        self,
+        *,
+        entries: Entries,
+        table: MutableMapping[bytes, bytes],
+        expire: Callable[[dict[str, Any], int | None], None],
+        is_empty: Callable[[dict[str, Any]], bool],
+        batch: int,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries = entries
+        self._table = table
+        self._expire = expire
+        self._is_empty = is_empty
+        self._batch = batch
+        self._interval_s = interval_s
+        self._clock = clock
+        self._cursors: dict[int, bytes] = {}
+        self._next_at: dict[int, float] = {}
+
+    def due(self, partition: int) -> bool:
+        """True when the partition's next slice may run (never swept, or swept ``interval_s`` ago)."""
+        next_at = self._next_at.get(partition)
+        return next_at is None or self._clock() >= next_at
+
+    def run(self, partition: int, watermark: int | None) -> None:
+        """Sweep the partition's next slice; without a watermark there is nothing to expire against yet."""
+        if watermark is None:
+            return
+        self._next_at[partition] = self._clock() + self._interval_s
+        entries = self._next_slice(partition)
+        writes = list(sweep(entries, expire=self._expire, is_empty=self._is_empty, watermark=watermark))
+        for key, value in writes:
+            if value is None:
+                self._table.pop(key, None)
+            else:
+                self._table[key] = value
+        if writes:
+            deleted = sum(value is None for _, value in writes)
+            log.info(
+                "state sweep of partition %d: %d of %d entries pruned, %d deleted",
+                partition, len(writes) - deleted, len(entries), deleted,
+            )  # fmt: skip
+
+    def _next_slice(self, partition: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``batch`` entries from the cursor on; a short slice means the end, and the cursor resets."""
+        start = self._cursors.pop(partition, None)
+        entries = list(itertools.islice(self._entries(partition, start), self._batch))
+        if len(entries) == self._batch:
+            self._cursors[partition] = entries[-1][0] + b"\x00"  # the smallest key after the last one read
+        return entries
+
+
+def store_entries(table: Any) -> Entries:
+    """The entries of a Faust table's RocksDB partitions, without the store's own offset key.
+
+    Faust has no per-partition iteration from a key, so this reads the partition's ``Rdict`` directly
+    (``faust.stores.rocksdb.Store._db_for_partition``, in raw mode: keys as the table stores them).
+    """
+
+    def entries(partition: int, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        store = table.data
+        items = store._db_for_partition(partition).items(from_key=start)
+        return ((key, value) for key, value in items if key != store.offset_key)
+
+    return entries

@@ -5,6 +5,11 @@ record is decoded (undecodable or invalid → dead-letter topic, the job goes on
 state in the ``units`` table (RocksDB, changelogged), and its outputs are handed to the producer at
 once (``send_soon``: not deferred to commit time, so first exposures flow in milliseconds; Faust still
 flushes the producer before committing offsets).
+
+After each batch, the agent sweeps a slice of every partition in it that is due
+(``stream_jobs.state_sweep``): the entries of units never seen again are pruned against the
+partition's watermark and deleted once empty. It runs here, not in a timer, because a table write
+goes to the partition of the current event, so one of that partition's records must be current.
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
+from faust.types import EventT
 
 from abstream.errors import DecodeError
 from schemas.serde import AvroSerde
 from stream_jobs.dead_letters import dead_letter, invalid_reason
 from stream_jobs.processor import Output, UnitProcessor
 from stream_jobs.settings import JobsSettings
+from stream_jobs.state_sweep import PartitionSweeper, store_entries
 
 __all__ = ["OUTPUT_RECORDS", "install"]
 
@@ -50,10 +57,8 @@ class _UnitJob:
             settings.topic("events"): ("Event", AvroSerde("Event")),
         }
         self.encoders = {role: AvroSerde(name) for role, name in OUTPUT_RECORDS.items()}
-        self.outputs = {
-            role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
-            for role in OUTPUT_RECORDS
-        }
+        self.topics = {role: settings.topic(role) for role in OUTPUT_RECORDS}
+        self.producer = app.producer
         self.enabled = set(settings.jobs) | {"dead_letters"}
         self.table = app.Table(
             "units",
@@ -63,37 +68,60 @@ class _UnitJob:
             help="Per unit: first exposures per experiment, buffered events, applied offsets.",
         )
         self.watermarks: dict[int, dict[str, int]] = {}
+        self.sweeper = PartitionSweeper(
+            entries=store_entries(self.table), table=self.table, expire=processor.expire, is_empty=processor.is_empty,
+            batch=settings.sweep_batch, interval_s=settings.sweep_interval_s,
+        )  # fmt: skip
 
-    def handle(self, event: faust.types.EventT) -> None:
+    async def process(self, batch: Sequence[EventT], set_current: Callable[[EventT], None]) -> None:
+        """Apply a batch: each unit's state is read and written once; then the outputs are sent.
+
+        Outputs go straight to the producer, not through Faust's per-message send buffer; Faust still
+        flushes the producer before it commits offsets, and a failed delivery stops the worker
+        (``stream_jobs.producer``).
+        """
+        work = _Batch()
+        for event in batch:
+            set_current(event)  # table reads and watermark writes use the record's partition
+            self._handle(event, work)
+        for (partition, unit), raw in work.states.items():
+            set_current(work.anchors[partition])
+            if raw is None:
+                self.table.pop(unit, None)
+            else:
+                self.table[unit] = raw
+        for topic, key, value in work.outputs:
+            await self.producer.send(topic, key, value, None, None, None)
+
+    def _handle(self, event: EventT, work: _Batch) -> None:
         """Apply one record; one that breaks the job goes to the dead-letter topic and the job goes on."""
+        msg = event.message
         try:
-            self._apply(event.message)
+            self._apply(event, work)
         except Exception as exc:
-            log.exception(
-                "processing %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset
-            )
-            self._dead_letter(event.message, "processing_error", f"{type(exc).__name__}: {exc}")
+            log.exception("processing %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+            self._dead_letter(msg, "processing_error", f"{type(exc).__name__}: {exc}", work)
 
-    def _apply(self, msg: Any) -> None:
+    def _apply(self, event: EventT, work: _Batch) -> None:
+        msg: Any = event.message
         name, serde = self.decoders[msg.topic]
         try:
             record = serde.decode(msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset)
         except DecodeError as exc:
-            return self._dead_letter(msg, exc.kind, str(exc))
+            return self._dead_letter(msg, exc.kind, str(exc), work)
         if (reason := invalid_reason(name, record, msg.key)) is not None:
-            return self._dead_letter(msg, "invalid_record", reason)
-        key = msg.key or record["unit_id"].encode()
-        stored = self.table.get(key)
+            return self._dead_letter(msg, "invalid_record", reason, work)
+        slot = (msg.partition, msg.key or record["unit_id"].encode())
+        stored = work.states[slot] if slot in work.states else self.table.get(slot[1])
         state = json.loads(stored) if stored else {}
         watermark = self._advance(msg.partition, name, record["client_ts" if name == "Exposure" else "ts"])
         apply = self.processor.on_exposure if name == "Exposure" else self.processor.on_event
-        outputs = apply(state, record, msg.offset, watermark)
-        if self.processor.is_empty(state):
-            self.table.pop(key, None)
-        else:
-            self.table[key] = json.dumps(state, separators=(",", ":")).encode()
-        for output in outputs:
-            self._send(output)
+        # Encoded before anything is staged: a record that fails leaves the unit's state as it was.
+        outputs = [self._encode(o) for o in apply(state, record, msg.offset, watermark) if o.role in self.enabled]
+        empty = self.processor.is_empty(state)
+        work.states[slot] = None if empty else json.dumps(state, separators=(",", ":")).encode()
+        work.anchors[msg.partition] = event
+        work.outputs += outputs
 
     def _advance(self, partition: int, kind: str, ts: int) -> int | None:
         """The partition's watermark: the smaller of the two inputs' largest event times so far.
@@ -110,24 +138,52 @@ class _UnitJob:
             if ts - int(self.table.get(self._watermark_key(partition, kind)) or 0) >= _WATERMARK_STEP_MS:
                 self.table[self._watermark_key(partition, kind)] = str(ts).encode()
             marks[kind] = ts
+        return self.watermark(partition)
+
+    def watermark(self, partition: int) -> int | None:
+        """The partition's watermark as of the last record applied (see ``_advance``)."""
+        marks = self.watermarks.get(partition, {})
         return min(marks.values()) if len(marks) == 2 else None
+
+    def sweep(self, batch: Sequence[EventT], set_current: Callable[[EventT], None]) -> None:
+        """Sweep a slice of each partition of the batch that is due, with one of its records current.
+
+        A failed slice is logged and skipped (the next one starts after it): bounding state must never
+        stop the jobs.
+        """
+        for partition, event in {e.message.partition: e for e in batch}.items():
+            if self.sweeper.due(partition):
+                set_current(event)
+                try:
+                    self.sweeper.run(partition, self.watermark(partition))
+                except Exception:
+                    log.exception("state sweep of partition %d failed; the jobs go on", partition)
 
     @staticmethod
     def _watermark_key(partition: int, kind: str) -> bytes:
         return f"\x00watermark:{kind}:{partition}".encode()
 
-    def _send(self, output: Output) -> None:
-        if output.role in self.enabled:
-            value = self.encoders[output.role].encode(output.record)
-            self.outputs[output.role].send_soon(key=output.key.encode(), value=value)
+    def _encode(self, output: Output) -> tuple[str, bytes | None, bytes]:
+        return self.topics[output.role], output.key.encode(), self.encoders[output.role].encode(output.record)
 
-    def _dead_letter(self, msg: Any, kind: str, message: str) -> None:
+    def _dead_letter(self, msg: Any, kind: str, message: str, work: _Batch) -> None:
         log.warning("dead letter from %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, message)
         record = dead_letter(
             topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key, raw=msg.value or b"",
             kind=kind, message=message, now_ms=time.time_ns() // 1_000_000,
         )  # fmt: skip
-        self.outputs["dead_letters"].send_soon(key=msg.key, value=self.encoders["dead_letters"].encode(record))
+        work.outputs.append((self.topics["dead_letters"], msg.key, self.encoders["dead_letters"].encode(record)))
+
+
+class _Batch:
+    """A batch's work in progress: the units' new states (None: delete) and the encoded outputs."""
+
+    __slots__ = ("anchors", "outputs", "states")
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[int, bytes], bytes | None] = {}
+        self.anchors: dict[int, EventT] = {}  # a record of each partition, current while its writes go out
+        self.outputs: list[tuple[str, bytes | None, bytes]] = []
 
 
 def install(app: faust.App, settings: JobsSettings, processor: UnitProcessor, partitions: int) -> Callable[..., Any]:
@@ -140,11 +196,8 @@ def install(app: faust.App, settings: JobsSettings, processor: UnitProcessor, pa
     @app.agent(source, name="units")
     async def units(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):  # type: ignore[attr-defined]
-            for event in batch:
-                # Table writes pick their changelog partition from the current event: inside a
-                # batch, that must be the record being applied, not the batch's last one.
-                stream._set_current_event(event)  # type: ignore[attr-defined]
-                job.handle(event)
+            await job.process(batch, stream._set_current_event)  # type: ignore[attr-defined]
+            job.sweep(batch, stream._set_current_event)  # type: ignore[attr-defined]
 
     @app.timer(interval=30.0)
     async def report_health() -> None:

@@ -63,4 +63,8 @@ def build_worker(settings: JobsSettings, *, loglevel: str = "info") -> tuple[fau
     )
     app = create_app(settings, cluster)
     install(app, settings, processor, cluster.partitions)
-    return faust.Worker(app, loglevel=loglevel, quiet=True), definitions
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner turns the root logger to DEBUG at levels above INFO, so every debug
+    # call of aiokafka and Faust builds a log record: a service has no terminal to spin anyway.
+    worker.spinner = None
+    return worker, definitions

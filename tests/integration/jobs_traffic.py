@@ -9,6 +9,7 @@ jobs must converge to.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import uuid
@@ -60,7 +61,7 @@ class Traffic:
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # both topics, in send order
 
 
-def _exposure(
+def exposure_record(
     key: str, unit: str, variant: str, ts: int, *, revision: int = 1, event_id: str | None = None
 ) -> dict[str, Any]:
     return {
@@ -71,7 +72,7 @@ def _exposure(
     }  # fmt: skip
 
 
-def _event(unit: str, ts: int) -> dict[str, Any]:
+def event_record(unit: str, ts: int) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()), "unit_type": "user_id", "unit_id": unit, "name": "click", "value": 1.0,
         "ts": ts, "properties": {}, "source": SOURCE,
@@ -83,10 +84,10 @@ def _unit_exposures(rng: random.Random, key: str, unit: str) -> list[dict[str, A
     other = next(v for v in EXPERIMENTS[key]["weights"] if v != right)
     first_ts = T0 + rng.randrange(10 * MINUTE)
     variant = right if rng.random() > 0.05 else other  # a faulty client
-    out = [_exposure(key, unit, variant, first_ts)]
+    out = [exposure_record(key, unit, variant, first_ts)]
     for _ in range(rng.choice((0, 0, 1, 2, 3))):  # duplicates: new event ids, later times
         switched = other if rng.random() < 0.05 else variant  # a unit seen in two variants
-        out.append(_exposure(key, unit, switched, first_ts + rng.randrange(1, 5 * MINUTE)))
+        out.append(exposure_record(key, unit, switched, first_ts + rng.randrange(1, 5 * MINUTE)))
     if rng.random() < 0.2:  # a retry: the very same record again
         out.append(dict(rng.choice(out)))
     if rng.random() < 0.3:  # flushed out of order: a later exposure is produced first
@@ -96,9 +97,11 @@ def _unit_exposures(rng: random.Random, key: str, unit: str) -> list[dict[str, A
 
 def _unit_events(rng: random.Random, unit: str, first: dict[str, int]) -> list[dict[str, Any]]:
     if not first:
-        return [_event(unit, T0 + rng.randrange(10 * MINUTE)) for _ in range(rng.choice((0, 1)))]
+        return [event_record(unit, T0 + rng.randrange(10 * MINUTE)) for _ in range(rng.choice((0, 1)))]
     anchor = min(first.values())
-    return [_event(unit, anchor + rng.randrange(-2 * MINUTE, 70 * MINUTE)) for _ in range(rng.choice((0, 1, 1, 2, 3)))]
+    return [
+        event_record(unit, anchor + rng.randrange(-2 * MINUTE, 70 * MINUTE)) for _ in range(rng.choice((0, 1, 1, 2, 3)))
+    ]
 
 
 def generate(seed: int, units: int) -> Traffic:
@@ -132,14 +135,14 @@ def _time(record: dict[str, Any]) -> int:
 
 def _add_bad_assignments(rng: random.Random, traffic: Traffic, seed: int) -> None:
     for i in range(5):
-        traffic.exposures.append(_exposure("nope", f"x{seed}-{i}", "A", T0 + i))  # unknown experiment
-        traffic.exposures.append(_exposure("moon_mars", f"y{seed}-{i}", "Moon", T0 + i, revision=99))
-        traffic.exposures.append(_exposure("moon_mars", f"z{seed}-{i}", "Venus", T0 + i))  # unknown variant
+        traffic.exposures.append(exposure_record("nope", f"x{seed}-{i}", "A", T0 + i))  # unknown experiment
+        traffic.exposures.append(exposure_record("moon_mars", f"y{seed}-{i}", "Moon", T0 + i, revision=99))
+        traffic.exposures.append(exposure_record("moon_mars", f"z{seed}-{i}", "Venus", T0 + i))  # unknown variant
 
 
 def _add_malformed(rng: random.Random, traffic: Traffic) -> None:
-    exposure = AvroSerde("Exposure").encode(_exposure("moon_mars", "m", "Moon", T0))
-    event = AvroSerde("Event").encode(_event("m", T0))
+    exposure = AvroSerde("Exposure").encode(exposure_record("moon_mars", "m", "Moon", T0))
+    event = AvroSerde("Event").encode(event_record("m", T0))
     traffic.malformed += [
         ("exposures", rng.randbytes(40)),
         ("exposures", exposure[:25]),  # truncated
@@ -149,23 +152,27 @@ def _add_malformed(rng: random.Random, traffic: Traffic) -> None:
     ]
 
 
+def units_on_every_partition(prefix: str, partitions: int = 6) -> list[str]:
+    """Unit ids ``<prefix><n>``, one landing on each partition as the loggers place keys (murmur2)."""
+    found: dict[int, str] = {}
+    for n in itertools.count():
+        unit = f"{prefix}{n}"
+        found.setdefault((murmur2(unit.encode()) & 0x7FFFFFFF) % partitions, unit)
+        if len(found) == partitions:
+            break
+    return list(found.values())
+
+
 def _add_late(rng: random.Random, traffic: Traffic, seed: int, partitions: int = 6) -> None:
     """After everything else: exposures and events 2 hours later on every partition, then old conversions."""
-    covered: set[int] = set()
-    for i in range(10_000):
-        unit = f"j{seed}-{i}"
-        partition = (murmur2(unit.encode()) & 0x7FFFFFFF) % partitions  # where the loggers put it
-        if partition not in covered:
-            covered.add(partition)
-            jump_ts = T0 + 120 * MINUTE
-            traffic.clock_jump.append(_exposure("moon_mars", unit, expected_variant("moon_mars", unit), jump_ts))
-            traffic.clock_jump_events.append(_event(unit, jump_ts + 1000))
-        if len(covered) == partitions:
-            break
+    jump_ts = T0 + 120 * MINUTE
+    for unit in units_on_every_partition(f"j{seed}-", partitions):
+        traffic.clock_jump.append(exposure_record("moon_mars", unit, expected_variant("moon_mars", unit), jump_ts))
+        traffic.clock_jump_events.append(event_record(unit, jump_ts + 1000))
     exposed = [e for e in traffic.exposures if e["experiment"] == "moon_mars" and e["revision"] == 1]
     for e in rng.sample(exposed, 5):
-        traffic.late_events.append(_event(e["unit_id"], e["client_ts"] + 1000))
-    traffic.late_events.append(_event(f"never-{seed}", T0))
+        traffic.late_events.append(event_record(e["unit_id"], e["client_ts"] + 1000))
+    traffic.late_events.append(event_record(f"never-{seed}", T0))
 
 
 # -- the reference ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deploy.topics import TopicSpec, create_topics
@@ -103,7 +103,11 @@ class Pipeline:
 
     def read(self, topic: str) -> list[dict[str, Any]]:
         """Every record now on an output topic, in partition-offset order."""
-        name, serde = self.prefix + topic, AvroSerde(OUTPUTS[topic])
+        serde = AvroSerde(OUTPUTS[topic])
+        return [serde.decode(m.value()) for m in self.messages(self.prefix + topic)]
+
+    def messages(self, name: str) -> list[Message]:
+        """Every message now on a topic (by its full name), in partition-offset order."""
         consumer = Consumer(
             {"bootstrap.servers": self.bootstrap, "group.id": f"read-{uuid.uuid4()}", "enable.auto.commit": False}
         )
@@ -115,7 +119,7 @@ class Pipeline:
             while len(got) < sum(ends.values()):
                 got += [m for m in consumer.consume(1000, 1.0) if m.error() is None]
             got.sort(key=lambda m: (m.partition(), m.offset()))
-            return [serde.decode(m.value()) for m in got]
+            return got
         finally:
             consumer.close()
 
@@ -191,7 +195,10 @@ def _assert_outputs(pipe: Pipeline, traffic: ref.Traffic, *, exactly_once: bool)
     switches = {(s["experiment"], s["unit_id"]): s["variants_seen"] for s in pipe.read("variant-switches")}
     assert switches == ref.variant_sets(exposures)
     letters = pipe.wait_for("dead-letters", len(traffic.malformed))
-    assert sorted(d["raw"] for d in letters) == sorted(raw for _, raw in traffic.malformed)
+    if exactly_once:
+        assert sorted(d["raw"] for d in letters) == sorted(raw for _, raw in traffic.malformed)
+    else:  # a replay dead-letters a record again: identical copies, none missing
+        assert {d["raw"] for d in letters} == {raw for _, raw in traffic.malformed}
     if exactly_once:
         assert all(n == 1 for n in got.values())
         in_send_order = [r for role, r in traffic.sent if role == "exposures"] + traffic.clock_jump
