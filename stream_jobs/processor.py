@@ -28,11 +28,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
+
 from stream_jobs.attributed_conversions import attribute, conversion_record, in_window
 from stream_jobs.first_exposures import first_exposure_record, observe
 from stream_jobs.variant_switches import switch_flag
 
-__all__ = ["ExperimentRules", "Output", "UnitProcessor"]
+__all__ = ["ExperimentRules", "Output", "UnitProcessor", "dump_state", "load_state"]
+
+
+def load_state(raw: bytes | None) -> dict[str, Any]:
+    """A unit's state as the table stores it (compact JSON; orjson: read and written once per record)."""
+    return orjson.loads(raw) if raw else {}
+
+
+def dump_state(state: dict[str, Any]) -> bytes:
+    return orjson.dumps(state)
 
 
 class Output(NamedTuple):

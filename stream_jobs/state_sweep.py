@@ -12,11 +12,12 @@ of records, because Faust table writes must happen while a record of the same pa
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
+
+from stream_jobs.processor import dump_state, load_state
 
 __all__ = ["Entries", "PartitionSweeper", "store_entries", "sweep"]
 
@@ -39,12 +40,12 @@ def sweep(
     for key, raw in entries:
         if key.startswith(b"\x00"):  # the job's own bookkeeping (watermarks)
             continue
-        state = json.loads(raw)
+        state = load_state(raw)
         expire(state, watermark)
         if is_empty(state):
             yield key, None
             continue
-        new = json.dumps(state, separators=(",", ":")).encode()
+        new = dump_state(state)
         if new != raw:
             yield key, new
 

@@ -14,7 +14,6 @@ goes to the partition of the current event, so one of that partition's records m
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from faust.types import EventT
 from abstream.errors import DecodeError
 from schemas.serde import AvroSerde
 from stream_jobs.dead_letters import dead_letter, invalid_reason
-from stream_jobs.processor import Output, UnitProcessor
+from stream_jobs.processor import Output, UnitProcessor, dump_state, load_state
 from stream_jobs.settings import JobsSettings
 from stream_jobs.state_sweep import PartitionSweeper, store_entries
 
@@ -113,13 +112,13 @@ class _UnitJob:
             return self._dead_letter(msg, "invalid_record", reason, work)
         slot = (msg.partition, msg.key or record["unit_id"].encode())
         stored = work.states[slot] if slot in work.states else self.table.get(slot[1])
-        state = json.loads(stored) if stored else {}
+        state = load_state(stored)
         watermark = self._advance(msg.partition, name, record["client_ts" if name == "Exposure" else "ts"])
         apply = self.processor.on_exposure if name == "Exposure" else self.processor.on_event
         # Encoded before anything is staged: a record that fails leaves the unit's state as it was.
         outputs = [self._encode(o) for o in apply(state, record, msg.offset, watermark) if o.role in self.enabled]
         empty = self.processor.is_empty(state)
-        work.states[slot] = None if empty else json.dumps(state, separators=(",", ":")).encode()
+        work.states[slot] = None if empty else dump_state(state)
         work.anchors[msg.partition] = event
         work.outputs += outputs
 
