@@ -8,7 +8,9 @@ keyed (unit id) and carries its identity (event id, experiment), so the sink's r
 the duplicates. We chose this over Faust's Kafka-transaction mode: it needs no transactional producer
 per partition and survives a ``kill -9`` with nothing more than duplicates downstream.
 
-    app, preflight = create_app(JobsSettings())
+Outputs and changelogs are produced through librdkafka (``stream_jobs.producer``), not aiokafka.
+
+    app = create_app(settings, preflight(settings))
 """
 
 from __future__ import annotations

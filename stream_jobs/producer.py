@@ -81,33 +81,46 @@ class LibrdkafkaProducer(AIOKafkaDriverProducer):
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         """Hand the record to librdkafka; the future resolves when the broker has acknowledged it."""
-        if self._rdkafka is None:
-            raise RuntimeError("the producer is not started")
         delivered = asyncio.get_running_loop().create_future()
-        options: dict[str, Any] = {"on_delivery": lambda err, msg: self._on_delivery(delivered, err, msg)}
+        options: dict[str, Any] = {"on_delivery": lambda err, msg: self._resolve(delivered, err, msg)}
         if partition is not None:
             options["partition"] = partition
         if timestamp:
             options["timestamp"] = int(timestamp * 1000)
         if headers:
             options["headers"] = list(headers.items()) if isinstance(headers, dict) else headers
+        await self._produce(topic, key, value, options)
+        return delivered
+
+    async def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """``send`` for a record nobody awaits: no future (a lost record still stops the worker)."""
+        await self._produce(topic, key, value, {"on_delivery": self._check})
+
+    async def _produce(self, topic: str, key: bytes | None, value: bytes | None, options: dict[str, Any]) -> None:
+        if self._rdkafka is None:
+            raise RuntimeError("the producer is not started")
         while True:
             try:
-                self._rdkafka.produce(topic, value, key, **options)
-                return delivered
+                return self._rdkafka.produce(topic, value, key, **options)
             except BufferError:  # librdkafka's queue is full: let it drain, never drop
                 self._rdkafka.poll(0)
                 await asyncio.sleep(_POLL_INTERVAL_S)
 
-    def _on_delivery(self, delivered: asyncio.Future[RecordMetadata], err: Any, msg: Any) -> None:
-        if err is not None:
-            exc = self._failure = confluent_kafka.KafkaException(err)
+    def _resolve(self, delivered: asyncio.Future[RecordMetadata], err: Any, msg: Any) -> None:
+        if (exc := self._check(err, msg)) is not None:
             delivered.set_exception(exc)
-            log.error("could not deliver to %s[%s]: %s; stopping the worker", msg.topic(), msg.partition(), err)
-            self._crashing = asyncio.ensure_future(self.app.crash(exc))
             return
         tp = TP(msg.topic(), msg.partition())
         delivered.set_result(RecordMetadata(tp.topic, tp.partition, tp, msg.offset(), msg.timestamp()[1] / 1000))
+
+    def _check(self, err: Any, msg: Any) -> BaseException | None:
+        """A failed delivery: remember it (``flush`` raises it) and stop the worker."""
+        if err is None:
+            return None
+        exc = self._failure = confluent_kafka.KafkaException(err)
+        log.error("could not deliver to %s[%s]: %s; stopping the worker", msg.topic(), msg.partition(), err)
+        self._crashing = asyncio.ensure_future(self.app.crash(exc))
+        return exc
 
     async def flush(self) -> None:
         """Every record sent so far is acknowledged (Faust calls this before committing offsets)."""

@@ -1,10 +1,12 @@
 """The agent: exposures and events of a unit, in partition order, through ``UnitProcessor``.
 
 Records arrive in batches (``take_events``) to keep Faust's per-message cost off the hot loop; each
-record is decoded (undecodable or invalid → dead-letter topic, the job goes on), applied to the unit's
-state in the ``units`` table (RocksDB, changelogged), and its outputs are handed to the producer at
-once (``send_soon``: not deferred to commit time, so first exposures flow in milliseconds; Faust still
-flushes the producer before committing offsets).
+record is decoded (undecodable or invalid → dead-letter topic, the job goes on) and applied to its
+unit's state. A unit's state is read from the ``units`` table (RocksDB, changelogged) once per batch
+and written back once at its end: a table write costs a RocksDB put and a changelog record, the
+largest per-record cost after Faust's own. The batch's outputs then go to the producer at once (not
+deferred to commit time, so first exposures flow in milliseconds; Faust flushes the producer before
+it commits offsets).
 
 After each batch, the agent sweeps a slice of every partition in it that is due
 (``stream_jobs.state_sweep``): the entries of units never seen again are pruned against the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
@@ -25,7 +27,9 @@ from faust.types import EventT
 from abstream.errors import DecodeError
 from schemas.serde import AvroSerde
 from stream_jobs.dead_letters import dead_letter, invalid_reason
+from stream_jobs.first_exposures import FirstExposureWriter
 from stream_jobs.processor import Output, UnitProcessor, dump_state, load_state
+from stream_jobs.producer import LibrdkafkaProducer
 from stream_jobs.settings import JobsSettings
 from stream_jobs.state_sweep import PartitionSweeper, store_entries
 
@@ -56,8 +60,9 @@ class _UnitJob:
             settings.topic("events"): ("Event", AvroSerde("Event")),
         }
         self.encoders = {role: AvroSerde(name) for role, name in OUTPUT_RECORDS.items()}
+        self.first_exposures = FirstExposureWriter()
         self.topics = {role: settings.topic(role) for role in OUTPUT_RECORDS}
-        self.producer = app.producer
+        self.producer = cast(LibrdkafkaProducer, app.producer)
         self.enabled = set(settings.jobs) | {"dead_letters"}
         self.table = app.Table(
             "units",
@@ -66,7 +71,11 @@ class _UnitJob:
             value_type=bytes,
             help="Per unit: first exposures per experiment, buffered events, applied offsets.",
         )
+        # Reads skip the table's mapping layer (a KeyError per new unit): the store's raw get, in the
+        # current record's partition.
+        self.store: Any = self.table.data
         self.watermarks: dict[int, dict[str, int]] = {}
+        self.saved_watermarks: dict[bytes, int] = {}  # what the table holds, so a record never reads it
         self.sweeper = PartitionSweeper(
             entries=store_entries(self.table), table=self.table, expire=processor.expire, is_empty=processor.is_empty,
             batch=settings.sweep_batch, interval_s=settings.sweep_interval_s,
@@ -75,9 +84,9 @@ class _UnitJob:
     async def process(self, batch: Sequence[EventT], set_current: Callable[[EventT], None]) -> None:
         """Apply a batch: each unit's state is read and written once; then the outputs are sent.
 
-        Outputs go straight to the producer, not through Faust's per-message send buffer; Faust still
-        flushes the producer before it commits offsets, and a failed delivery stops the worker
-        (``stream_jobs.producer``).
+        Outputs go straight to librdkafka, not through Faust's per-message send buffer and futures;
+        Faust still flushes the producer before it commits offsets, and a failed delivery stops the
+        worker (``stream_jobs.producer``).
         """
         work = _Batch()
         for event in batch:
@@ -90,7 +99,7 @@ class _UnitJob:
             else:
                 self.table[unit] = raw
         for topic, key, value in work.outputs:
-            await self.producer.send(topic, key, value, None, None, None)
+            await self.producer.produce(topic, key, value)
 
     def _handle(self, event: EventT, work: _Batch) -> None:
         """Apply one record; one that breaks the job goes to the dead-letter topic and the job goes on."""
@@ -111,12 +120,14 @@ class _UnitJob:
         if (reason := invalid_reason(name, record, msg.key)) is not None:
             return self._dead_letter(msg, "invalid_record", reason, work)
         slot = (msg.partition, msg.key or record["unit_id"].encode())
-        stored = work.states[slot] if slot in work.states else self.table.get(slot[1])
+        stored = work.states[slot] if slot in work.states else self.store._get(slot[1])
         state = load_state(stored)
         watermark = self._advance(msg.partition, name, record["client_ts" if name == "Exposure" else "ts"])
         apply = self.processor.on_exposure if name == "Exposure" else self.processor.on_event
         # Encoded before anything is staged: a record that fails leaves the unit's state as it was.
-        outputs = [self._encode(o) for o in apply(state, record, msg.offset, watermark) if o.role in self.enabled]
+        outputs = [
+            self._encode(o, msg.value) for o in apply(state, record, msg.offset, watermark) if o.role in self.enabled
+        ]
         empty = self.processor.is_empty(state)
         work.states[slot] = None if empty else dump_state(state)
         work.anchors[msg.partition] = event
@@ -130,13 +141,16 @@ class _UnitJob:
         both inputs have been seen on the partition. Persisted in coarse steps for restarts.
         """
         marks = self.watermarks.setdefault(partition, {})
+        key = self._watermark_key(partition, kind)
         if kind not in marks:
-            stored = self.table.get(self._watermark_key(partition, kind))
+            stored = self.table.get(key)
+            self.saved_watermarks[key] = int(stored) if stored else 0
             marks[kind] = int(stored) if stored else ts
         if ts > marks[kind]:
-            if ts - int(self.table.get(self._watermark_key(partition, kind)) or 0) >= _WATERMARK_STEP_MS:
-                self.table[self._watermark_key(partition, kind)] = str(ts).encode()
             marks[kind] = ts
+            if ts - self.saved_watermarks[key] >= _WATERMARK_STEP_MS:
+                self.table[key] = str(ts).encode()
+                self.saved_watermarks[key] = ts
         return self.watermark(partition)
 
     def watermark(self, partition: int) -> int | None:
@@ -162,8 +176,12 @@ class _UnitJob:
     def _watermark_key(partition: int, kind: str) -> bytes:
         return f"\x00watermark:{kind}:{partition}".encode()
 
-    def _encode(self, output: Output) -> tuple[str, bytes | None, bytes]:
-        return self.topics[output.role], output.key.encode(), self.encoders[output.role].encode(output.record)
+    def _encode(self, output: Output, raw: bytes) -> tuple[str, bytes | None, bytes]:
+        if output.role == "first_exposures":  # of the exposure being applied: its own bytes, extended
+            value = self.first_exposures.encode(output.record, raw)
+        else:
+            value = self.encoders[output.role].encode(output.record)
+        return self.topics[output.role], output.key.encode(), value
 
     def _dead_letter(self, msg: Any, kind: str, message: str, work: _Batch) -> None:
         log.warning("dead letter from %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, message)

@@ -63,14 +63,19 @@ def test_records_land_where_aiokafka_and_the_loggers_put_their_keys(kafka_bootst
     assert landed == dict(zip(keys, expected, strict=True))
 
 
-def test_flush_raises_when_a_record_cannot_be_delivered(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["send", "produce"])
+def test_flush_raises_when_a_record_cannot_be_delivered(kafka_bootstrap: str, tmp_path: Path, method: str) -> None:
     """Faust flushes before it commits offsets: a lost record must stop the commit, never pass silently."""
     app = _app(kafka_bootstrap, tmp_path, producer_request_timeout=1.0)
+    nowhere = f"missing-{uuid.uuid4().hex}"
 
     async def send_to_nowhere() -> None:
         await app.producer.start()  # type: ignore[attr-defined]
         try:
-            await app.producer.send(f"missing-{uuid.uuid4().hex}", b"k", b"v", None, None, None)  # type: ignore[attr-defined]
+            if method == "send":
+                await app.producer.send(nowhere, b"k", b"v", None, None, None)  # type: ignore[attr-defined]
+            else:
+                await app.producer.produce(nowhere, b"k", b"v")  # type: ignore[attr-defined]
             await app.producer.flush()  # type: ignore[attr-defined]
         finally:
             await app.producer.stop()  # type: ignore[attr-defined]
