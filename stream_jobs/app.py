@@ -15,6 +15,7 @@ Outputs and changelogs are produced through librdkafka (``stream_jobs.producer``
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -85,3 +86,9 @@ class _App(faust.App):
 
     def _new_producer(self) -> LibrdkafkaProducer:
         return LibrdkafkaProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        # Everything built at start-up lives as long as the worker: without this, every full collection
+        # walks it again (measured: 35-60 ms pauses every few seconds under load, finding nothing).
+        gc.freeze()
