@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import confluent_kafka
@@ -94,7 +94,22 @@ class LibrdkafkaProducer(AIOKafkaDriverProducer):
 
     async def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         """``send`` for a record nobody awaits: no future (a lost record still stops the worker)."""
-        await self._produce(topic, key, value, {"on_delivery": self._check})
+        await self._produce(topic, key, value, {"on_delivery": self.check_delivery})
+
+    def produce_now(
+        self, topic: str, key: bytes, value: bytes | None, partition: int, on_delivery: Callable[[Any, Any], None]
+    ) -> None:
+        """Produce from synchronous code (a table write); blocks only while librdkafka's queue is full.
+
+        ``on_delivery(err, msg)`` must pass a failure to ``check_delivery``.
+        """
+        if self._rdkafka is None:
+            raise RuntimeError("the producer is not started")
+        while True:
+            try:
+                return self._rdkafka.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
+            except BufferError:
+                self._rdkafka.poll(_POLL_INTERVAL_S)
 
     async def _produce(self, topic: str, key: bytes | None, value: bytes | None, options: dict[str, Any]) -> None:
         if self._rdkafka is None:
@@ -107,13 +122,13 @@ class LibrdkafkaProducer(AIOKafkaDriverProducer):
                 await asyncio.sleep(_POLL_INTERVAL_S)
 
     def _resolve(self, delivered: asyncio.Future[RecordMetadata], err: Any, msg: Any) -> None:
-        if (exc := self._check(err, msg)) is not None:
+        if (exc := self.check_delivery(err, msg)) is not None:
             delivered.set_exception(exc)
             return
         tp = TP(msg.topic(), msg.partition())
         delivered.set_result(RecordMetadata(tp.topic, tp.partition, tp, msg.offset(), msg.timestamp()[1] / 1000))
 
-    def _check(self, err: Any, msg: Any) -> BaseException | None:
+    def check_delivery(self, err: Any, msg: Any) -> BaseException | None:
         """A failed delivery: remember it (``flush`` raises it) and stop the worker."""
         if err is None:
             return None

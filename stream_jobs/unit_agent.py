@@ -32,6 +32,7 @@ from stream_jobs.processor import Output, UnitProcessor, dump_state, load_state
 from stream_jobs.producer import LibrdkafkaProducer
 from stream_jobs.settings import JobsSettings
 from stream_jobs.state_sweep import PartitionSweeper, store_entries
+from stream_jobs.units_table import UnitsTable
 
 __all__ = ["OUTPUT_RECORDS", "install"]
 
@@ -64,13 +65,16 @@ class _UnitJob:
         self.topics = {role: settings.topic(role) for role in OUTPUT_RECORDS}
         self.producer = cast(LibrdkafkaProducer, app.producer)
         self.enabled = set(settings.jobs) | {"dead_letters"}
-        self.table = app.Table(
-            "units",
+        self.table = UnitsTable(
+            app,
+            name="units",
+            beacon=app.tables.beacon,
             partitions=partitions,
             key_type=bytes,
             value_type=bytes,
             help="Per unit: first exposures per experiment, buffered events, applied offsets.",
         )
+        app.tables.add(self.table)
         # Reads skip the table's mapping layer (a KeyError per new unit): the store's raw get, in the
         # current record's partition.
         self.store: Any = self.table.data
@@ -98,6 +102,7 @@ class _UnitJob:
                 self.table.pop(unit, None)
             else:
                 self.table[unit] = raw
+        self.table.persist_offsets()
         for topic, key, value in work.outputs:
             await self.producer.produce(topic, key, value)
 
