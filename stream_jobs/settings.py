@@ -37,8 +37,9 @@ class JobsSettings(BaseSettings):
 
     @property
     def worker_dir(self) -> Path:
-        """This worker's table store (RocksDB): one per worker, so several can share a machine."""
-        return self.data_dir / "jobs" / self.worker_name
+        """This worker's table store (RocksDB): one per worker, so several can share a machine, and one per
+        app, because a store is only valid with the changelog topics of the app that wrote it."""
+        return self.data_dir / "jobs" / self.app_id / self.worker_name
 
     def topic(self, role: str) -> str:
         return self.topic_prefix + role.replace("_", "-")

@@ -59,3 +59,21 @@ def test_the_demo_finds_the_true_effect_and_every_faulty_exposure(kafka_bootstra
     assert text.returncode == 0 and "Mars:" in text.stdout and "Conv=" in text.stdout
     assert report["dashboard"].startswith("http://127.0.0.1:")
     assert "stopped: jobs, sink" in stopped.stdout
+
+
+def test_the_demo_runs_again_on_the_same_data_dir(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A second ``make demo`` is a new app on new topics: it must not trip over the first one's job state."""
+    env = {**os.environ, "ABSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap, "ABSTREAM_DATA_DIR": str(tmp_path)}
+    reports = []
+    for seed in ("1", "2"):
+        try:
+            result = _abstream(env, "demo", "--visitors", "100", "--seed", seed, "--json")
+        finally:
+            _abstream(env, "demo", "stop", timeout=120)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        reports.append(json.loads(result.stdout))
+
+    second = reports[1]
+    want = second["truth"]["moon_mars"]["variants"]
+    got = second["experiments"]["moon_mars"]["variants"]
+    assert {v: got[v]["units"] for v in want} == {v: w["units"] for v, w in want.items()}
