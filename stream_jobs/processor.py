@@ -43,6 +43,7 @@ def load_state(raw: bytes | None) -> dict[str, Any]:
 
 
 def dump_state(state: dict[str, Any]) -> bytes:
+    """The bytes ``load_state`` reads back."""
     return orjson.dumps(state)
 
 

@@ -1,13 +1,14 @@
 """Faust's producer, sending through librdkafka (confluent-kafka) instead of aiokafka.
 
-Every output and every table-changelog record of the jobs goes through Faust's producer. aiokafka
-builds and sends its requests in Python on the event loop: profiled, that was the largest single cost
-of the jobs. librdkafka batches, compresses and sends on its own threads, with the loggers' settings
-(acks=all, idempotence, lz4, the murmur2 partitioner that keeps co-partitioning). Faust's contract is
-kept: ``send()`` returns a future resolved on delivery (its callbacks record the changelog offsets),
-and ``flush()``, which Faust awaits before committing offsets, returns once every record is
-acknowledged. A record that cannot be delivered crashes the worker before its offset is committed.
-Admin calls (creating the changelog topic) still go through the aiokafka producer this one extends.
+aiokafka builds and sends its requests in Python on the event loop: profiled, that was the largest
+single cost of the jobs. librdkafka batches, compresses and sends on its own threads, with the loggers'
+settings (acks=all, idempotence, lz4, the murmur2 partitioner that keeps co-partitioning). Three ways in:
+``send()`` keeps Faust's contract (a future resolved on delivery) for whatever Faust sends itself;
+``produce()`` is for the jobs' outputs, which nobody awaits; ``produce_now()`` is for synchronous code
+(the ``units`` table's changelog, ``stream_jobs.units_table``). ``flush()``, which Faust awaits before
+committing offsets, returns once every record is acknowledged, and raises after one was lost: a record
+that cannot be delivered crashes the worker before its offset is committed. Admin calls (creating the
+changelog topic) still go through the aiokafka producer this one extends.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class LibrdkafkaProducer(AIOKafkaDriverProducer):
     _failure: BaseException | None = None
     _crashing: asyncio.Future[None] | None = None
 
-    def rdkafka_config(self) -> dict[str, Any]:
+    def _rdkafka_config(self) -> dict[str, Any]:
         return {
             "bootstrap.servers": ",".join(f"{u.host}:{u.port or 9092}" for u in self.app.conf.broker),
             "client.id": self.client_id,
@@ -52,7 +53,7 @@ class LibrdkafkaProducer(AIOKafkaDriverProducer):
 
     async def on_start(self) -> None:
         await super().on_start()
-        self._rdkafka = confluent_kafka.Producer(self.rdkafka_config())
+        self._rdkafka = confluent_kafka.Producer(self._rdkafka_config())
 
     async def on_stop(self) -> None:
         # Bounded: records not delivered by then are not lost, their offsets were never committed.
