@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deploy.topics import TopicSpec, create_topics
+from producers.logger import DEFAULT_PRODUCER_CONFIG
 from schemas.serde import AvroSerde
 from tests.integration import jobs_traffic as ref
 
@@ -46,9 +47,10 @@ class Pipeline:
     def __init__(self, bootstrap: str, prefix: str, tmp_path: Path) -> None:
         self.bootstrap, self.prefix, self.tmp = bootstrap, prefix, tmp_path
         create_topics(AdminClient({"bootstrap.servers": bootstrap}), TopicSpec.load().resolve(prefix=prefix, brokers=1))
-        self.producer = Producer(  # as the loggers produce: murmur2 placement, lz4 batches
-            {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5, "compression.type": "lz4"}
-        )
+        # As the loggers produce: murmur2 placement, lz4 batches, and idempotence, which keeps a partition in
+        # send order across retries (the reference assumes that order; a retry on the just-created topics
+        # could otherwise land a batch after the next one).
+        self.producer = Producer({**DEFAULT_PRODUCER_CONFIG, "bootstrap.servers": bootstrap})
         self.env = {
             **os.environ, "ABSTREAM_KAFKA_BOOTSTRAP": bootstrap, "ABSTREAM_TOPIC_PREFIX": prefix,
             "ABSTREAM_DATA_DIR": str(tmp_path / "data"), "ABSTREAM_APP_ID": f"jobs-{uuid.uuid4().hex[:8]}",
