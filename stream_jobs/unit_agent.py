@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
+from faust.streams import _current_event
 from faust.types import EventT
 
 from abstream.errors import DecodeError
@@ -85,7 +87,7 @@ class _UnitJob:
             batch=settings.sweep_batch, interval_s=settings.sweep_interval_s,
         )  # fmt: skip
 
-    async def process(self, batch: Sequence[EventT], set_current: Callable[[EventT], None]) -> None:
+    async def process(self, batch: Sequence[EventT]) -> None:
         """Apply a batch: each unit's state is read and written once; then the outputs are sent.
 
         Outputs go straight to librdkafka, not through Faust's per-message send buffer and futures;
@@ -94,10 +96,10 @@ class _UnitJob:
         """
         work = _Batch()
         for event in batch:
-            set_current(event)  # table reads and watermark writes use the record's partition
+            _make_current(event)  # table reads and watermark writes use the record's partition
             self._handle(event, work)
         for (partition, unit), raw in work.states.items():
-            set_current(work.anchors[partition])
+            _make_current(work.anchors[partition])
             if raw is None:
                 self.table.pop(unit, None)
             else:
@@ -163,7 +165,7 @@ class _UnitJob:
         marks = self.watermarks.get(partition, {})
         return min(marks.values()) if len(marks) == 2 else None
 
-    def sweep(self, batch: Sequence[EventT], set_current: Callable[[EventT], None]) -> None:
+    def sweep(self, batch: Sequence[EventT]) -> None:
         """Sweep a slice of each partition of the batch that is due, with one of its records current.
 
         A failed slice is logged and skipped (the next one starts after it): bounding state must never
@@ -171,7 +173,7 @@ class _UnitJob:
         """
         for partition, event in {e.message.partition: e for e in batch}.items():
             if self.sweeper.due(partition):
-                set_current(event)
+                _make_current(event)
                 try:
                     self.sweeper.run(partition, self.watermark(partition))
                 except Exception:
@@ -197,6 +199,18 @@ class _UnitJob:
         work.outputs.append((self.topics["dead_letters"], msg.key, self.encoders["dead_letters"].encode(record)))
 
 
+def _make_current(event: EventT) -> None:
+    """Make ``event`` this task's current record: Faust tables read and write in its partition.
+
+    Only the task's context variable (what ``faust.current_event()`` reads), never the stream's
+    ``current_event`` attribute: under ``take_events`` the stream runs in another task, which sets that
+    attribute, awaits the agent's batch, then reads it back to record the event it is adding. Set by
+    the agent meanwhile, the buffer would record an event of the last batch instead (processed twice,
+    the new one never), whenever the agent awaits (a flush, a full producer queue).
+    """
+    _current_event.set(weakref.ref(event))
+
+
 class _Batch:
     """A batch's work in progress: the units' new states (None: delete) and the encoded outputs."""
 
@@ -218,8 +232,8 @@ def install(app: faust.App, settings: JobsSettings, processor: UnitProcessor, pa
     @app.agent(source, name="units")
     async def units(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):  # type: ignore[attr-defined]
-            await job.process(batch, stream._set_current_event)  # type: ignore[attr-defined]
-            job.sweep(batch, stream._set_current_event)  # type: ignore[attr-defined]
+            await job.process(batch)
+            job.sweep(batch)
 
     @app.timer(interval=30.0)
     async def report_health() -> None:
