@@ -44,6 +44,7 @@ __all__ = [
     "FirstExposure",
     "Source",
     "Timestamp",
+    "UnattributedEvent",
     "Variant",
 ]
 
@@ -181,6 +182,16 @@ class AttributedConversion(Event):
     late: _Flag = False
 
 
+UnattributedReason = Literal["never_exposed", "outside_window", "late", "other"]
+
+
+class UnattributedEvent(Event):
+    """An event attributed to no experiment, and why (counted, never silently dropped)."""
+
+    avro_name = "UnattributedEvent"
+    reason: UnattributedReason
+
+
 class Variant(AvroModel):
     """One arm of an experiment."""
 
@@ -311,6 +322,7 @@ MODELS: Mapping[str, type[AvroModel]] = {
         ExperimentDefinition,
         Exposure,
         FirstExposure,
+        UnattributedEvent,
     )
 }
 """The model of each top-level record, by short record name."""

@@ -103,9 +103,12 @@ class DashboardData:
             return value
 
     def _index(self, policy: MultiVariantPolicy) -> dict[str, Any]:
-        report = fetch_report(self._client, None, policy=policy)["experiments"]
-        rows = [_summary(key, entry) for key, entry in report.items()]
-        return {"policy": policy, "generated_at": _now(), "experiments": rows}
+        report = fetch_report(self._client, None, policy=policy)
+        rows = [_summary(key, entry) for key, entry in report["experiments"].items()]
+        return {
+            "policy": policy, "generated_at": _now(), "experiments": rows,
+            "unattributed_events": report["unattributed_events"],
+        }  # fmt: skip
 
     def _experiment(self, key: str, policy: MultiVariantPolicy) -> dict[str, Any]:
         entry = fetch_report(self._client, key, policy=policy)["experiments"][key]

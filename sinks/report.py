@@ -54,7 +54,23 @@ def fetch_report(client: Any, experiment: str | None, *, policy: MultiVariantPol
         raise ReportError(
             f"no data for experiment {experiment!r}: no first exposure or definition has reached the sink"
         )
-    return {"experiments": _experiments(rows)}
+    if experiment:
+        return {"experiments": _experiments(rows)}
+    return {"experiments": _experiments(rows), "unattributed_events": _unattributed(client)}
+
+
+_UNATTRIBUTED_SQL = "SELECT reason, sum(events) AS events FROM unattributed_event_counts GROUP BY reason"
+UNATTRIBUTED_REASONS = ("never_exposed", "outside_window", "late")
+
+
+def _unattributed(client: Any) -> dict[str, int]:
+    """Events attributed to no experiment, by reason (every reason present, 0 when none)."""
+    try:
+        rows = client.query(_UNATTRIBUTED_SQL, parameters={}).named_results()
+        counts = {row["reason"]: int(row["events"]) for row in rows}
+    except Exception as exc:
+        raise ReportError(_explain(exc)) from exc
+    return {reason: counts.pop(reason, 0) for reason in UNATTRIBUTED_REASONS} | counts
 
 
 def load_report(
@@ -105,7 +121,11 @@ def _clean(key: str, value: Any) -> Any:
 def render_text(report: Mapping[str, Any]) -> str:
     """The report for a terminal: one line per variant, then SRM and health lines per experiment."""
     blocks = [_render_experiment(key, entry) for key, entry in report["experiments"].items()]
-    return "\n\n".join(blocks) or "no experiments have data yet"
+    text = "\n\n".join(blocks) or "no experiments have data yet"
+    if (unattributed := report.get("unattributed_events")) is not None:
+        reasons = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in unattributed.items())
+        text += f"\n\nEvents attributed to no experiment: {sum(unattributed.values())} ({reasons})"
+    return text
 
 
 def _render_experiment(key: str, e: Mapping[str, Any]) -> str:

@@ -37,6 +37,9 @@ _DEFINITION_COLUMNS = (
     "fallback_variant", "state", "rollout_variant", "start_ts", "end_ts", "attribution_window_ms", "dedupe",
     "dedupe_window_ms", "owner", "published_ts", "definition_hash",
 )  # fmt: skip
+_UNATTRIBUTED_COLUMNS = (
+    "event_id", "unit_id", "unit_type", "name", "value", "ts", "received_ts", "reason", "properties",
+)  # fmt: skip
 _SOURCE_COLUMNS = ("source_partition", "source_offset")
 
 
@@ -81,6 +84,11 @@ def _switch_row(r: Mapping[str, Any]) -> Row:
     return (*_flag_row(r), first)
 
 
+def _unattributed_row(r: Mapping[str, Any]) -> Row:
+    values = {**r, "event_id": UUID(r["event_id"])}
+    return tuple(values[column] for column in _UNATTRIBUTED_COLUMNS)
+
+
 def _definition_row(r: Mapping[str, Any]) -> Row:
     names = [variant["name"] for variant in r["variants"]]
     weights = [variant["weight"] for variant in r["variants"]]
@@ -93,6 +101,9 @@ TABLES: Mapping[str, TableSpec] = {
     "attributed_conversions": TableSpec("conversions", "AttributedConversion", _CONVERSION_COLUMNS, _conversion_row),
     "assignment_flags": TableSpec("assignment_flags", "AssignmentFlag", _FLAG_COLUMNS, _flag_row),
     "variant_switches": TableSpec("variant_switches", "AssignmentFlag", (*_FLAG_COLUMNS, "first_variant"), _switch_row),
+    "unattributed_events": TableSpec(
+        "unattributed_events", "UnattributedEvent", _UNATTRIBUTED_COLUMNS, _unattributed_row
+    ),
     "experiment_definitions": TableSpec(
         "experiment_definitions", "ExperimentDefinition", _DEFINITION_COLUMNS, _definition_row, skip_tombstones=True
     ),

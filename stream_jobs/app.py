@@ -45,7 +45,7 @@ def preflight(settings: JobsSettings, timeout: float = 15.0) -> Preflight:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": log})  # type: ignore[dict-item]
     metadata = admin.list_topics(timeout=timeout)
     roles = ("exposures", "events", "first_exposures", "experiment_definitions", "variant_switches",
-             "assignment_flags", "attributed_conversions", "dead_letters")  # fmt: skip
+             "assignment_flags", "attributed_conversions", "unattributed_events", "dead_letters")  # fmt: skip
     missing = [settings.topic(r) for r in roles if settings.topic(r) not in metadata.topics]
     if missing:
         raise KafkaSetupError(f"missing topics {missing} on {settings.kafka_bootstrap}: run `abstream topics create`")

@@ -7,10 +7,11 @@ event may arrive before the exposure that precedes it: every event stays in the 
 inputs' largest event times: exposures and events are read at their own pace), and an exposure
 arriving meanwhile claims the buffered events in its window.
 
-Health, never a silent drop: an event that arrives when the watermark is already past
-``event_ts + allowed_lateness`` is *late* (attributed if it can be, with ``late=true``, and counted); a
-buffered event that leaves the buffer unattributed is *unattributed* (its unit was never exposed in
-time) and counted.
+Never a silent drop: an event that arrives when the watermark is already past
+``event_ts + allowed_lateness`` is *late*: attributed if it can be, with ``late=true``, and never
+buffered. Every event that ends up attributed to no experiment goes out as an UnattributedEvent with
+the reason (``unattributed_record``), once that is certain: a late one at once, a buffered one when it
+leaves the buffer. The sink counts them by event id, so a replay never counts one twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from stream_jobs.first_exposures import ExperimentEntry
 
-__all__ = ["PendingEvent", "attribute", "conversion_record", "in_window"]
+__all__ = ["PendingEvent", "attribute", "conversion_record", "in_window", "unattributed_record"]
 
 # A buffered event: the Event record plus "a", the experiments it was attributed to so far.
 PendingEvent = dict[str, Any]
@@ -49,6 +50,16 @@ def conversion_record(event: dict[str, Any], experiment: str, entry: ExperimentE
         "latency_ms": event["ts"] - entry["ts"],
         "late": late,
     }
+
+
+def unattributed_record(event: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The UnattributedEvent record: the event (a buffered one without its claims), plus why."""
+    record = {field: event.get(field) for field in _EVENT_FIELDS}
+    record["reason"] = reason
+    return record
+
+
+_EVENT_FIELDS = ("event_id", "unit_type", "unit_id", "name", "value", "ts", "received_ts", "properties", "source")
 
 
 def attribute(

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from stream_jobs.attributed_conversions import attribute, conversion_record, in_window
+from stream_jobs.attributed_conversions import attribute, conversion_record, in_window, unattributed_record
 from stream_jobs.first_exposures import first_exposure_record, observe
 from stream_jobs.variant_switches import switch_flag
 
@@ -119,7 +119,7 @@ class UnitProcessor:
             outputs.append(Output("variant_switches", exposure["unit_id"], switch))
         if emit and rules is not None:
             outputs += self._claim_buffered(state, key, entry, rules.attribution_window_ms, replay)
-        self.expire(state, watermark)
+        outputs += self.expire(state, watermark)
         return outputs
 
     def _claim_buffered(
@@ -151,8 +151,12 @@ class UnitProcessor:
         late = watermark is not None and watermark - event["ts"] > self.allowed_lateness_ms
         windows = self._windows(state.get("x", {}))
         conversions = attribute(event, state.get("x", {}), windows, late)
+        outputs = [Output("attributed_conversions", event["unit_id"], c) for c in conversions]
         if replay:
             self.health["replayed"] += 1
+            if not conversions and not any(p["event_id"] == event["event_id"] for p in state.get("p", [])):
+                # Decided the first time (late, or left the buffer since): re-emit the decision.
+                outputs.append(self._unattributed(state, event, "late" if late else None))
         else:
             self.health["attributed"] += len(conversions)
             self.health["late"] += late
@@ -161,8 +165,16 @@ class UnitProcessor:
                 state.setdefault("p", []).append({**event, "a": attributed})
             elif not conversions:
                 self.health["unattributed"] += 1
-        self.expire(state, watermark)
-        return [Output("attributed_conversions", event["unit_id"], c) for c in conversions]
+                outputs.append(self._unattributed(state, event, "late"))
+        outputs += self.expire(state, watermark)
+        return outputs
+
+    @staticmethod
+    def _unattributed(state: Mapping[str, Any], event: dict[str, Any], reason: str | None) -> Output:
+        """An UnattributedEvent; with no reason given, the buffer's: was the unit exposed at all."""
+        if reason is None:
+            reason = "outside_window" if state.get("x") else "never_exposed"
+        return Output("unattributed_events", event["unit_id"], unattributed_record(event, reason))
 
     def _windows(self, experiments: Mapping[str, Any]) -> dict[str, int]:
         out = {}
@@ -172,19 +184,25 @@ class UnitProcessor:
         return out
 
     # -- bounded state ---------------------------------------------------------------------------
-    def expire(self, state: dict[str, Any], watermark: int | None) -> None:
-        """Drop buffered events past the allowed lateness and experiments ended past the grace period."""
+    def expire(self, state: dict[str, Any], watermark: int | None) -> list[Output]:
+        """Drop buffered events past the allowed lateness and experiments ended past the grace period.
+
+        Returns an UnattributedEvent for each dropped event that no exposure claimed. The caller must
+        see them delivered before the pruned state is stored: nothing would re-emit them after that.
+        """
         if watermark is None:
-            return
+            return []
+        outputs = []
         cutoff = watermark - self.allowed_lateness_ms
         if pending := state.get("p"):
-            kept = [p for p in pending if p["ts"] >= cutoff]
-            self.health["unattributed"] += sum(1 for p in pending if p["ts"] < cutoff and not p["a"])
-            state["p"] = kept
+            outputs = [self._unattributed(state, p, None) for p in pending if p["ts"] < cutoff and not p["a"]]
+            self.health["unattributed"] += len(outputs)
+            state["p"] = [p for p in pending if p["ts"] >= cutoff]
         for key in list(state.get("x", {})):
             rules = self.rules(key)
             if rules is not None and rules.end_ts is not None and rules.end_ts + self.state_grace_ms < watermark:
                 del state["x"][key]
+        return outputs
 
     def is_empty(self, state: Mapping[str, Any]) -> bool:
         """True when nothing is left worth keeping (the table entry can be deleted)."""

@@ -7,6 +7,10 @@ a ``PartitionSweeper`` slice reads up to ``sweep_batch`` entries from where the 
 applies the same pruning against that partition's watermark; an entry left empty is deleted (a
 changelog tombstone). Slices keep a big table from stalling the agent, which runs them between batches
 of records, because Faust table writes must happen while a record of the same partition is current.
+
+Pruning decides buffered events that no exposure claimed: their UnattributedEvent records come with
+the slice, and the agent has them delivered before it stores the slice, since the stored state no
+longer holds them (``PartitionSweeper.plan``, then ``store``).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from stream_jobs.processor import dump_state, load_state
+from stream_jobs.processor import Output, dump_state, load_state
 
-__all__ = ["Entries", "PartitionSweeper", "store_entries", "sweep"]
+__all__ = ["Entries", "PartitionSweeper", "Swept", "store_entries", "sweep"]
 
 log = logging.getLogger("abstream.stream_jobs")
 
@@ -27,41 +32,56 @@ log = logging.getLogger("abstream.stream_jobs")
 Entries = Callable[[int, bytes | None], Iterable[tuple[bytes, bytes]]]
 
 
+@dataclass
+class Swept:
+    """A slice's result: the (key, new value) writes, None meaning delete, and the outputs it decided."""
+
+    partition: int
+    read: int = 0
+    writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+
+
 def sweep(
     entries: Iterable[tuple[bytes, bytes]],
     *,
-    expire: Callable[[dict[str, Any], int | None], None],
+    expire: Callable[[dict[str, Any], int | None], list[Output]],
     is_empty: Callable[[dict[str, Any]], bool],
     watermark: int | None,
-) -> Iterator[tuple[bytes, bytes | None]]:
-    """The (key, new value) pairs to write, None meaning delete; unchanged entries are not yielded."""
+    into: Swept,
+) -> Swept:
+    """Prune every entry against ``watermark`` into ``into``; unchanged entries are not written."""
     if watermark is None:
-        return
+        return into
     for key, raw in entries:
+        into.read += 1
         if key.startswith(b"\x00"):  # the job's own bookkeeping (watermarks)
             continue
         state = load_state(raw)
-        expire(state, watermark)
+        into.outputs += expire(state, watermark)
         if is_empty(state):
-            yield key, None
+            into.writes.append((key, None))
             continue
         new = dump_state(state)
         if new != raw:
-            yield key, new
+            into.writes.append((key, new))
+    return into
 
 
 class PartitionSweeper:
     """Sweeps a partition a slice at a time, resuming where its last slice stopped.
 
-    ``due(partition)`` says whether ``sweep_interval_s`` has passed since its last slice; ``run`` reads at
-    most ``batch`` entries through ``entries`` and writes the results through ``table`` (the Faust table,
-    so that a rewrite goes to the changelog and a delete leaves a tombstone). Past the last entry, the
-    next slice starts over from the first.
+    ``due(partition)`` says whether ``sweep_interval_s`` has passed since its last slice; ``plan`` reads at
+    most ``batch`` entries through ``entries`` and prunes them; ``store`` writes the result through
+    ``table`` (the Faust table, so that a rewrite goes to the changelog and a delete leaves a tombstone).
+    Deliver ``Swept.outputs`` in between. Past the last entry, the next slice starts over from the first.
 
         sweeper = PartitionSweeper(entries=store_entries(table), table=table, expire=p.expire,
                                    is_empty=p.is_empty, batch=1000, interval_s=60.0)
         if sweeper.due(partition):
-            sweeper.run(partition, watermark)
+            swept = sweeper.plan(partition, watermark)
+            deliver(swept.outputs)
+            sweeper.store(swept)
     """
 
     def __init__(
@@ -69,7 +89,7 @@ class PartitionSweeper:
         *,
         entries: Entries,
         table: MutableMapping[bytes, bytes],
-        expire: Callable[[dict[str, Any], int | None], None],
+        expire: Callable[[dict[str, Any], int | None], list[Output]],
         is_empty: Callable[[dict[str, Any]], bool],
         batch: int,
         interval_s: float,
@@ -90,23 +110,28 @@ class PartitionSweeper:
         next_at = self._next_at.get(partition)
         return next_at is None or self._clock() >= next_at
 
-    def run(self, partition: int, watermark: int | None) -> None:
-        """Sweep the partition's next slice; without a watermark there is nothing to expire against yet."""
+    def plan(self, partition: int, watermark: int | None) -> Swept:
+        """Prune the partition's next slice; without a watermark there is nothing to expire against yet."""
+        swept = Swept(partition)
         if watermark is None:
-            return
+            return swept
         self._next_at[partition] = self._clock() + self._interval_s
-        entries = self._next_slice(partition)
-        writes = list(sweep(entries, expire=self._expire, is_empty=self._is_empty, watermark=watermark))
-        for key, value in writes:
+        return sweep(
+            self._next_slice(partition), expire=self._expire, is_empty=self._is_empty, watermark=watermark, into=swept
+        )
+
+    def store(self, swept: Swept) -> None:
+        """Write a planned slice to the table (a record of its partition must be current)."""
+        for key, value in swept.writes:
             if value is None:
                 self._table.pop(key, None)
             else:
                 self._table[key] = value
-        if writes:
-            deleted = sum(value is None for _, value in writes)
+        if swept.writes:
+            deleted = sum(value is None for _, value in swept.writes)
             log.info(
-                "state sweep of partition %d: %d of %d entries pruned, %d deleted",
-                partition, len(writes) - deleted, len(entries), deleted,
+                "state sweep of partition %d: %d of %d entries pruned, %d deleted, %d events unattributed",
+                swept.partition, len(swept.writes) - deleted, swept.read, deleted, len(swept.outputs),
             )  # fmt: skip
 
     def _next_slice(self, partition: int) -> list[tuple[bytes, bytes]]:

@@ -46,6 +46,7 @@ OUTPUT_RECORDS = {
     "variant_switches": "AssignmentFlag",
     "assignment_flags": "AssignmentFlag",
     "attributed_conversions": "AttributedConversion",
+    "unattributed_events": "UnattributedEvent",
     "dead_letters": "DeadLetter",
 }
 _WATERMARK_STEP_MS = 1_000
@@ -67,6 +68,8 @@ class _UnitJob:
         self.topics = {role: settings.topic(role) for role in OUTPUT_RECORDS}
         self.producer = cast(LibrdkafkaProducer, app.producer)
         self.enabled = set(settings.jobs) | {"dead_letters"}
+        if "attributed_conversions" in self.enabled:  # the attribution job's other output
+            self.enabled.add("unattributed_events")
         self.table = UnitsTable(
             app,
             name="units",
@@ -98,6 +101,10 @@ class _UnitJob:
         for event in batch:
             _make_current(event)  # table reads and watermark writes use the record's partition
             self._handle(event, work)
+        if work.decided:  # records no replay would re-emit once the states dropping them are stored
+            await self._send(work.outputs)
+            work.outputs = []
+            await self.producer.flush()
         for (partition, unit), raw in work.states.items():
             _make_current(work.anchors[partition])
             if raw is None:
@@ -105,7 +112,10 @@ class _UnitJob:
             else:
                 self.table[unit] = raw
         self.table.persist_offsets()
-        for topic, key, value in work.outputs:
+        await self._send(work.outputs)
+
+    async def _send(self, outputs: list[tuple[str, bytes | None, bytes]]) -> None:
+        for topic, key, value in outputs:
             await self.producer.produce(topic, key, value)
 
     def _handle(self, event: EventT, work: _Batch) -> None:
@@ -135,6 +145,7 @@ class _UnitJob:
         outputs = [
             self._encode(o, msg.value) for o in apply(state, record, msg.offset, watermark) if o.role in self.enabled
         ]
+        work.decided |= any(topic == self.topics["unattributed_events"] for topic, _, _ in outputs)
         empty = self.processor.is_empty(state)
         work.states[slot] = None if empty else dump_state(state)
         work.anchors[msg.partition] = event
@@ -165,19 +176,25 @@ class _UnitJob:
         marks = self.watermarks.get(partition, {})
         return min(marks.values()) if len(marks) == 2 else None
 
-    def sweep(self, batch: Sequence[EventT]) -> None:
+    async def sweep(self, batch: Sequence[EventT]) -> None:
         """Sweep a slice of each partition of the batch that is due, with one of its records current.
 
-        A failed slice is logged and skipped (the next one starts after it): bounding state must never
-        stop the jobs.
+        The events a slice decides are delivered before the slice is stored. A failed slice is logged
+        and skipped (the next one starts after it): bounding state must never stop the jobs.
         """
         for partition, event in {e.message.partition: e for e in batch}.items():
-            if self.sweeper.due(partition):
+            if not self.sweeper.due(partition):
+                continue
+            try:
+                swept = self.sweeper.plan(partition, self.watermark(partition))
+                outputs = [self._encode(o, b"") for o in swept.outputs if o.role in self.enabled]
+                if outputs:
+                    await self._send(outputs)
+                    await self.producer.flush()
                 _make_current(event)
-                try:
-                    self.sweeper.run(partition, self.watermark(partition))
-                except Exception:
-                    log.exception("state sweep of partition %d failed; the jobs go on", partition)
+                self.sweeper.store(swept)
+            except Exception:
+                log.exception("state sweep of partition %d failed; the jobs go on", partition)
 
     @staticmethod
     def _watermark_key(partition: int, kind: str) -> bytes:
@@ -214,9 +231,10 @@ def _make_current(event: EventT) -> None:
 class _Batch:
     """A batch's work in progress: the units' new states (None: delete) and the encoded outputs."""
 
-    __slots__ = ("anchors", "outputs", "states")
+    __slots__ = ("anchors", "decided", "outputs", "states")
 
     def __init__(self) -> None:
+        self.decided = False  # an output decides an event for good (UnattributedEvent)
         self.states: dict[tuple[int, bytes], bytes | None] = {}
         self.anchors: dict[int, EventT] = {}  # a record of each partition, current while its writes go out
         self.outputs: list[tuple[str, bytes | None, bytes]] = []
@@ -233,7 +251,7 @@ def install(app: faust.App, settings: JobsSettings, processor: UnitProcessor, pa
     async def units(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):  # type: ignore[attr-defined]
             await job.process(batch)
-            job.sweep(batch)
+            await job.sweep(batch)
 
     @app.timer(interval=30.0)
     async def report_health() -> None:

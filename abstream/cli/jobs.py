@@ -33,7 +33,7 @@ def run(
         typer.Option(
             "--job",
             help="Run only these jobs (repeatable): first_exposures, variant_switches, "
-            "assignment_flags, attributed_conversions. Default: all.",
+            "assignment_flags, attributed_conversions (which also counts unattributed events). Default: all.",
         ),
     ] = None,
     worker_name: Annotated[

@@ -224,6 +224,7 @@
   // -- the index ------------------------------------------------------------------------------
   function renderIndex(body) {
     section("meta", "meta").replaceChildren(policyLinks(body.policy));
+    renderUnattributed(body.unattributed_events || {});
     if (!body.experiments.length) {
       section("experiments", "").replaceChildren(el("p", { class: "empty" }, "No experiment has data in the sink yet."));
       return;
@@ -239,6 +240,15 @@
         el("td", { class: "badges-cell" }, ...e.badges.map((b) => badgeEl(b, true))));
     });
     section("experiments", "").replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+  }
+
+  // Events the jobs attributed to no experiment, by reason: counted, never dropped.
+  function renderUnattributed(reasons) {
+    const entries = Object.entries(reasons);
+    const total = entries.reduce((sum, [, n]) => sum + n, 0);
+    const parts = entries.map(([reason, n]) => `${reason.replaceAll("_", " ")} ${count(n)}`).join(", ");
+    section("unattributed", "meta").replaceChildren(
+      el("p", { "data-total": String(total) }, `Events attributed to no experiment: ${count(total)} (${parts})`));
   }
 
   // -- polling --------------------------------------------------------------------------------

@@ -231,3 +231,14 @@ def attributions(exposures: list[dict[str, Any]], events: list[dict[str, Any]]) 
             if f is not None and f["client_ts"] <= ev["ts"] <= f["client_ts"] + spec["window"]:
                 out.add((ev["event_id"], key, f["event_id"]))
     return out
+
+
+def unattributed(
+    exposures: list[dict[str, Any]], events: list[dict[str, Any]], late: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Event id -> reason, for every event attributed to no experiment (``late``: those sent past the lateness)."""
+    attributed = {event_id for event_id, _, _ in attributions(exposures, events + late)}
+    exposed = {e["unit_id"] for e in exposures}
+    out = {e["event_id"]: "outside_window" if e["unit_id"] in exposed else "never_exposed" for e in events}
+    out |= {e["event_id"]: "late" for e in late}
+    return {event_id: reason for event_id, reason in out.items() if event_id not in attributed}

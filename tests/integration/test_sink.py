@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 DETAIL = {"first_exposures": "first_exposures", "attributed_conversions": "conversions",
           "assignment_flags": "assignment_flags", "variant_switches": "variant_switches",
-          "experiment_definitions": "experiment_definitions"}  # fmt: skip
+          "experiment_definitions": "experiment_definitions", "unattributed_events": "unattributed_events"}  # fmt: skip
 
 
 @dataclass
@@ -135,6 +135,8 @@ def test_every_record_lands_once_and_the_report_counts_the_truth(sink: Sink) -> 
         assert_matches(fetch_report(sink.client, None, policy=policy), scenario, policy)
     report = fetch_report(sink.client, "moon_mars", policy="exclude")["experiments"]["moon_mars"]
     assert report["revision"] == 2 and report["control"] == "Moon"
+    unattributed = fetch_report(sink.client, None, policy="exclude")["unattributed_events"]
+    assert unattributed == scenario.expected_unattributed() and sum(unattributed.values()) == 60
 
 
 def test_aggregates_hold_the_sufficient_statistics(sink: Sink) -> None:

@@ -103,6 +103,7 @@ VALID = {
         "latency_ms": 99877,
         "late": True,
     },
+    "UnattributedEvent": {**VALID["Event"], "reason": "never_exposed"},
 }
 
 texts = st.text(st.characters(codec="utf-8"), max_size=20)

@@ -24,6 +24,7 @@ PUBLISHED = {
     ("ExperimentDefinition", 1): 0xF6FC7A7B9FD02D2B,
     ("Exposure", 1): 0x2FA3A94B0EDF335D,
     ("FirstExposure", 1): 0x5C95EF795F9D23A0,
+    ("UnattributedEvent", 1): 0xC0FE5B67BEBC0A8F,
 }
 
 
@@ -72,10 +73,13 @@ def test_a_named_type_means_the_same_in_every_file() -> None:
             canonical = parsing_canonical_form({**named, "namespace": "io.abstream"})
             first = seen.setdefault(named["name"], (version.name, canonical))
             assert first[1] == canonical, f"{named['name']} differs between {first[0]} and {version.name}"
-    assert {"Source", "Variant", "FlagReason", "ExperimentState", "DedupeMode"} <= seen.keys()
+    assert {"Source", "Variant", "FlagReason", "ExperimentState", "DedupeMode", "UnattributedReason"} <= seen.keys()
 
 
-@pytest.mark.parametrize(("derived", "base"), [("FirstExposure", "Exposure"), ("AttributedConversion", "Event")])
+@pytest.mark.parametrize(
+    ("derived", "base"),
+    [("FirstExposure", "Exposure"), ("AttributedConversion", "Event"), ("UnattributedEvent", "Event")],
+)
 def test_derived_records_carry_their_base_fields_unchanged(derived: str, base: str) -> None:
     catalog = default_catalog()
     derived_fields = catalog.latest(derived).schema["fields"]

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.models import AssignmentFlag, AttributedConversion, ExperimentDefinition, FirstExposure
+from schemas.models import AssignmentFlag, AttributedConversion, ExperimentDefinition, FirstExposure, UnattributedEvent
 
 __all__ = ["EXPERIMENTS", "Scenario", "build_scenario"]
 
@@ -41,9 +41,17 @@ class Scenario:
     conversions: dict[str, dict[str, Any]] = field(default_factory=dict)  # event_id -> record
     flags: list[dict[str, Any]] = field(default_factory=list)
     switched: set[tuple[str, str]] = field(default_factory=set)
+    unattributed: dict[str, str] = field(default_factory=dict)  # event_id -> reason of its latest record
 
     def delivered(self, role: str) -> int:
         return len(self.records[role])
+
+    def expected_unattributed(self) -> dict[str, int]:
+        """Events attributed to no experiment, by reason: each event once, with its latest reason."""
+        counts = dict.fromkeys(("never_exposed", "outside_window", "late"), 0)
+        for reason in self.unattributed.values():
+            counts[reason] += 1
+        return counts
 
     def expected(self, policy: str) -> dict[str, dict[str, Any]]:
         """Per experiment: the counts the report must show under ``policy``."""
@@ -82,7 +90,23 @@ def build_scenario(seed: int = 7, units: int = 600) -> Scenario:
         _definitions(scenario, key)
         for i in range(units):
             _unit(scenario, rnd, key, f"{key[:1]}-u{i}", BASE_TS + i * 997)
+    _unattributed(scenario, rnd, 60)
     return scenario
+
+
+def _unattributed(scenario: Scenario, rnd: random.Random, events: int) -> None:
+    """Events of units never exposed and the like; some re-emitted by a replay, a few with another reason."""
+    for i in range(events):
+        unit, reason = f"n-u{i % 40}", rnd.choice(("never_exposed", "never_exposed", "outside_window", "late"))
+        record = UnattributedEvent(
+            event_id=uuid.UUID(_uuid(rnd)), unit_type="device_id", unit_id=unit, name="click", value=1.0,
+            ts=BASE_TS + i * 1000, reason=reason,
+        ).to_avro()  # fmt: skip
+        scenario.records["unattributed_events"].append((unit.encode(), record))
+        if rnd.random() < 0.2:  # a replay decided it again, identically or (replayed late) as late
+            record = {**record, "reason": rnd.choice((reason, "late"))}
+            scenario.records["unattributed_events"].append((unit.encode(), record))
+        scenario.unattributed[record["event_id"]] = record["reason"]
 
 
 def _uuid(rnd: random.Random) -> str:

@@ -168,6 +168,8 @@ class FakeClient:
             else []
         )  # fmt: skip
         named = [r for r in self.report_rows if parameters.get("experiment") in ("", None, r["experiment"])]
+        if "unattributed_event_counts" in sql:
+            named = [{"reason": "never_exposed", "events": 7}]
         return type("Result", (), {"result_rows": rows, "named_results": lambda _self: iter(named)})()
 
 
@@ -193,6 +195,7 @@ def test_the_index_lists_experiments_with_totals() -> None:
                 "moon_mars", "exclude")["report"]),
         }
     ]  # fmt: skip
+    assert body["unattributed_events"] == {"never_exposed": 7, "outside_window": 0, "late": 0}
 
 
 def test_an_experiment_without_data_is_a_report_error() -> None:

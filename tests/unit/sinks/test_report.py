@@ -38,13 +38,18 @@ def view_row(variant: str, units: int, converting: int, control: tuple[int, int]
 
 
 class FakeClient:
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    """The report view's rows, and the unattributed events' counts by reason."""
+
+    def __init__(self, rows: list[dict[str, Any]], unattributed: dict[str, int] | None = None) -> None:
         self.rows = rows
+        self.unattributed = [{"reason": r, "events": n} for r, n in (unattributed or {}).items()]
         self.parameters: dict[str, Any] = {}
 
-    def query(self, _sql: str, parameters: dict[str, Any]) -> Any:
-        self.parameters = parameters
-        rows = self.rows
+    def query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        if "unattributed_event_counts" in sql:
+            rows = self.unattributed
+        else:
+            self.parameters, rows = parameters, self.rows
         return type("Result", (), {"named_results": lambda _self: iter(rows)})()
 
 
@@ -92,6 +97,16 @@ def test_the_text_reads_like_the_seed_simulator_plus_lift_srm_and_health() -> No
     assert (
         lines[4] == "  Health: 3 mismatched exposures (0.25% of 1200), 4 multi-variant units (n/a), 2 late conversions"
     )
+
+
+def test_the_whole_report_counts_events_attributed_to_no_experiment_by_reason() -> None:
+    body = fetch_report(FakeClient(ROWS, {"late": 2, "never_exposed": 40}), None, policy="exclude")
+
+    assert body["unattributed_events"] == {"never_exposed": 40, "outside_window": 0, "late": 2}
+    assert render_text(body).splitlines()[-1] == (
+        "Events attributed to no experiment: 42 (never exposed 40, outside window 0, late 2)"
+    )
+    assert "unattributed_events" not in fetch_report(FakeClient(ROWS), "moon_mars", policy="exclude")
 
 
 def test_a_flagged_srm_says_so() -> None:

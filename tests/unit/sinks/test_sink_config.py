@@ -40,7 +40,7 @@ def test_bad_sink_settings_fail_loudly(key: str, value: object) -> None:
         SinkSettings(**{key: value})
 
 
-def test_the_sink_reads_the_five_topics_the_jobs_write() -> None:
+def test_the_sink_reads_the_six_topics_the_jobs_write() -> None:
     topics = sink_topics("abstream.")
 
     assert {name: spec.table for name, spec in topics.items()} == {
@@ -48,6 +48,7 @@ def test_the_sink_reads_the_five_topics_the_jobs_write() -> None:
         "abstream.attributed-conversions": "conversions",
         "abstream.assignment-flags": "assignment_flags",
         "abstream.variant-switches": "variant_switches",
+        "abstream.unattributed-events": "unattributed_events",
         "abstream.experiment-definitions": "experiment_definitions",
     }
 

@@ -126,15 +126,66 @@ def test_a_corrected_first_exposure_takes_over_its_events() -> None:
     assert conversion["exposure_event_id"] == earlier["event_id"]
 
 
-def test_late_events_are_flagged_and_expired_unattributed_ones_counted() -> None:
+def test_late_events_are_flagged_and_expired_unattributed_ones_go_out_with_the_reason() -> None:
     p, state = processor(), {}
     p.on_exposure(state, exposure(0), 0, 0)
     late = p.on_event(state, event(10), 0, 11 * 60_000)
-    p.on_event(state, event(HOUR * 5, unit="u1"), 1, HOUR * 5)  # outside the window: buffered
-    p.on_exposure(state, exposure(HOUR * 6, key="other"), 1, HOUR * 6)  # watermark moves on
+    outside = event(HOUR * 5)
+    assert p.on_event(state, outside, 1, HOUR * 5) == []  # outside the window: buffered, undecided yet
+
+    out = p.on_exposure(state, exposure(HOUR * 6, key="other"), 1, HOUR * 6)  # the watermark moves on
 
     assert late[0].record["late"] is True and p.health["late"] == 1
+    (unattributed,) = [o for o in out if o.role == "unattributed_events"]
+    assert unattributed.record == {**outside, "received_ts": None, "reason": "outside_window"}
     assert p.health["unattributed"] == 1 and state["p"] == []
+
+
+def test_a_late_event_no_exposure_holds_is_unattributed_at_once_and_never_buffered() -> None:
+    p, state = processor(), {}
+    ev = event(10, unit="u9")
+
+    (out,) = p.on_event(state, ev, 0, 11 * 60_000)
+
+    assert (out.role, out.key, out.record["reason"], out.record["event_id"]) == (
+        "unattributed_events", "u9", "late", ev["event_id"],
+    )  # fmt: skip
+    assert state.get("p", []) == []
+
+
+def test_events_of_a_unit_never_exposed_wait_their_lateness_then_go_out_unattributed() -> None:
+    p, state = processor(), {}
+    first, second = event(0), event(5 * 60_000)
+    assert p.on_event(state, first, 0, 0) == []
+    assert p.on_event(state, second, 1, 9 * 60_000) == []  # within the allowed lateness (10 minutes)
+
+    out = p.on_event(state, event(20 * 60_000), 2, 20 * 60_000)
+
+    assert [(o.record["event_id"], o.record["reason"]) for o in out] == [
+        (first["event_id"], "never_exposed"), (second["event_id"], "never_exposed"),
+    ]  # fmt: skip
+
+
+def test_an_exposure_arriving_within_the_lateness_claims_the_event_instead() -> None:
+    p, state = processor(), {}
+    p.on_event(state, event(1_000), 0, 0)
+    claimed = p.on_exposure(state, exposure(500), 0, 500)
+
+    later = p.on_exposure(state, exposure(HOUR * 2, key="other"), 1, HOUR * 2)
+
+    assert roles(claimed) == ["first_exposures", "attributed_conversions"]
+    assert "unattributed_events" not in roles(later) and state["p"] == []
+
+
+def test_a_replayed_event_re_emits_its_decision_but_not_one_still_pending() -> None:
+    p, state = processor(), {}
+    pending, late = event(30 * 60_000), event(0)
+    p.on_event(state, pending, 0, 30 * 60_000)
+    first = p.on_event(state, late, 1, 30 * 60_000)
+
+    assert p.on_event(state, pending, 0, 30 * 60_000) == []  # redelivered after a crash
+    assert p.on_event(state, late, 1, 30 * 60_000) == first
+    assert p.health["unattributed"] == 1
 
 
 def test_a_replayed_record_changes_nothing_and_re_emits_the_same_outputs() -> None:
