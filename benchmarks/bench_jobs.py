@@ -1,25 +1,26 @@
-"""Throughput and latency of the stream jobs against two passthroughs, measured in one run.
+"""Throughput and latency of the stream jobs against a plain confluent-kafka passthrough, in one run.
 
 - ``jobs``: an ``abstream jobs run`` worker (all four jobs: decode, per-unit state in RocksDB with its
   changelog, first exposures, variant switches, assignment re-verification, attribution, outputs);
 - ``passthrough``: a plain confluent-kafka consumer → producer copying every record to one topic, the
-  least any Kafka job in Python can do, on the same broker and the same input (the issue's baseline);
-- ``faust-passthrough``: the same copy as a Faust agent on the jobs' app (batches, the librdkafka
-  producer): what Faust itself costs, the floor for any job written on it.
+  least any Kafka job in Python can do, on the same broker and the same input;
+- ``faust-passthrough``: the same copy as a Faust agent on the jobs' own app: Faust's floor;
+- ``jobs-logic``: no process and no Kafka: the jobs' own per-record work (decode, validate, state,
+  the jobs, encode) in a loop over the same input, state in a dict. The ceiling of any implementation
+  of these jobs in this Python, whatever framework carries it.
 
-Each round gives each a fresh set of topics and a subprocess of its own, and measures:
+Each round gives every process a fresh set of topics and a subprocess of its own, and measures:
 
-- **throughput**: ``--records`` inputs (exposures of new units, a fifth of them logged twice, half of
-  the units clicking once) produced at once while the process runs; records/s from the first produce
-  to the last expected output arriving;
+- **throughput**: the process is paused (SIGSTOP) while ``--records`` inputs (exposures, duplicate
+  exposures, clicks) are produced, then resumed; records/s from the resume to the last expected output
+  arriving: a backlog drained with the machine to itself, as sustained throughput is measured;
 - **latency**: inputs paced at ``--rate`` records/s for ``--seconds``; for each exposure that opens a
   first exposure, the time from its produce() to the first-exposure record reaching a consumer (the
   passthroughs: its copy). p50/p99.
 
-Rounds alternate the three, so machine noise hits them alike; goals are ratios from the same run. Usage:
+Rounds interleave the kinds, so machine noise hits them alike; goals are ratios from the same run. Usage:
 
     .venv/bin/python benchmarks/bench_jobs.py [--records 100000] [--rate 5000] [--seconds 20] [--rounds 2]
-                                              [--only jobs]
 
 Starts its own 1-broker Kafka on free ports unless ABSTREAM_KAFKA_BOOTSTRAP is set.
 """
@@ -54,14 +55,20 @@ from producers.logger import DEFAULT_PRODUCER_CONFIG
 from schemas.hashing import assign
 from schemas.serde import AvroSerde, single_object_header
 from stream_jobs.app import Preflight, create_app
+from stream_jobs.assignment_flags import AssignmentChecker
+from stream_jobs.dead_letters import invalid_reason
+from stream_jobs.first_exposures import FirstExposureWriter
+from stream_jobs.processor import UnitProcessor, dump_state, load_state
 from stream_jobs.settings import JobsSettings
+from stream_jobs.unit_agent import OUTPUT_RECORDS
+from stream_jobs.worker import rules_from
 
 ROOT = Path(__file__).parents[1]
 T0 = 1_800_000_000_000
 WEIGHTS = {"Moon": 50, "Mars": 50}
 SOURCE = {"sdk": "bench", "sdk_version": "1", "app": None, "host": None}
 PASSTHROUGH_TOPIC = "passthrough"
-KINDS = ("passthrough", "faust-passthrough", "jobs")
+KINDS = ("passthrough", "faust-passthrough", "jobs", "jobs-logic")
 
 
 # -- traffic ------------------------------------------------------------------------------------------
@@ -159,6 +166,51 @@ def faust_passthrough(bootstrap: str, prefix: str, data_dir: str) -> None:
     worker = faust.Worker(app, loglevel="warning", quiet=True)
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+def jobs_logic(traffic: Traffic) -> float:
+    """Records per second of the jobs' own per-record work alone, state in a dict: no Kafka, no Faust.
+
+    The steps of ``stream_jobs.unit_agent`` for one record, with the real serdes, processor and
+    assignment checker; the watermark trails the record's time by the default allowed lateness.
+    """
+    definition = _definition()
+
+    class Definitions:  # what the checker and the rules read of a DefinitionFollower
+        def get(self, key: str, revision: int) -> dict[str, Any] | None:
+            return definition if (key, revision) == (definition["key"], definition["revision"]) else None
+
+        def latest(self, key: str) -> dict[str, Any] | None:
+            return self.get(key, 1)
+
+        def revisions(self, key: str) -> list[int]:
+            return [1] if key == definition["key"] else []
+
+    definitions: Any = Definitions()
+    processor = UnitProcessor(
+        rules=rules_from(definitions), check_assignment=AssignmentChecker(definitions, now_ms=lambda: T0).check,
+        allowed_lateness_ms=60_000, state_grace_ms=86_400_000, now_ms=lambda: T0,
+    )  # fmt: skip
+    decoders = {"exposures": ("Exposure", AvroSerde("Exposure")), "events": ("Event", AvroSerde("Event"))}
+    encoders = {role: AvroSerde(name) for role, name in OUTPUT_RECORDS.items()}
+    first_exposures = FirstExposureWriter()
+    store: dict[bytes, bytes] = {}
+    start = time.perf_counter()
+    for offset, (role, key, value) in enumerate(traffic.inputs):
+        name, serde = decoders[role]
+        record = serde.decode(value, topic=role, partition=0, offset=offset)
+        if invalid_reason(name, record, key) is not None:
+            raise RuntimeError(f"the benchmark's own input is invalid: {record}")
+        state = load_state(store.get(key))
+        apply = processor.on_exposure if name == "Exposure" else processor.on_event
+        watermark = record["client_ts" if name == "Exposure" else "ts"] - 60_000
+        for output in apply(state, record, offset, watermark):
+            if output.role == "first_exposures":
+                first_exposures.encode(output.record, value)
+            else:
+                encoders[output.role].encode(output.record)
+        store[key] = dump_state(state)
+    return len(traffic.inputs) / (time.perf_counter() - start)
 
 
 class System:
@@ -284,9 +336,14 @@ def warm_up(system: System, watch: OutputWatch) -> None:
 
 
 def throughput(system: System, watch: OutputWatch, traffic: Traffic) -> float:
-    """Records per second: all inputs produced at once, until the last expected output arrives."""
+    """Records per second draining a backlog: the process is paused while all inputs are produced."""
+    assert system.process is not None
+    system.process.send_signal(signal.SIGSTOP)
+    try:
+        _produce(system, traffic.inputs)
+    finally:
+        system.process.send_signal(signal.SIGCONT)
     start = time.time()
-    _produce(system, traffic.inputs)
     end = watch.wait_for(_expected_outputs(system, traffic), timeout=600)
     watch.arrivals.clear()
     return len(traffic.inputs) / (end - start)
@@ -328,7 +385,12 @@ def _latencies(
 
 def _produce(system: System, inputs: list[tuple[str, bytes, bytes]]) -> None:
     for role, key, value in inputs:
-        system.producer.produce(f"{system.prefix}{role}", value, key)
+        while True:
+            try:
+                system.producer.produce(f"{system.prefix}{role}", value, key)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                system.producer.poll(0.05)
         system.producer.poll(0)
     system.producer.flush(60)
 
@@ -341,7 +403,9 @@ class Figures:
 
 
 def measure(kind: str, bootstrap: str, workdir: Path, bulk: Traffic, paced: Traffic, rate: int) -> tuple[float, ...]:
-    """One round of one kind: records/s, then p50 and p99 ms at ``rate``."""
+    """One round of one kind: records/s, then p50 and p99 ms at ``rate`` (none for ``jobs-logic``)."""
+    if kind == "jobs-logic":
+        return jobs_logic(bulk), float("nan"), float("nan")
     system = System(kind, bootstrap, workdir)
     system.start()
     try:
@@ -368,11 +432,8 @@ def run(records: int, rate: int, seconds: int, rounds: int, kinds: list[str]) ->
                 figures.throughput.append(records_per_s)
                 figures.p50.append(p50)
                 figures.p99.append(p99)
-                print(
-                    f"round {n + 1} {kind:>17}: {records_per_s:>9,.0f} records/s, "
-                    f"latency at {rate}/s p50 {p50:.1f} ms p99 {p99:.1f} ms",
-                    flush=True,
-                )
+                timing = f", latency at {rate}/s p50 {p50:.1f} ms p99 {p99:.1f} ms" if p99 == p99 else ""
+                print(f"round {n + 1} {kind:>17}: {records_per_s:>9,.0f} records/s{timing}", flush=True)
     return results
 
 
@@ -398,13 +459,12 @@ def main() -> None:
         print(f"{kind:>18}{med(f.throughput):>12,.0f}{med(f.p50):>9.1f}{med(f.p99):>9.1f}")
     if args.only:
         return
-    jobs = statistics.median(results["jobs"].throughput)
-    ratio = jobs / statistics.median(results["passthrough"].throughput)
+    median = {kind: statistics.median(f.throughput) for kind, f in results.items()}
+    ratio = median["jobs"] / median["passthrough"]
     p99 = statistics.median(results["jobs"].p99)
     print(f"jobs / passthrough throughput: {ratio:.2f}x")
-    print(
-        f"jobs / faust-passthrough throughput: {jobs / statistics.median(results['faust-passthrough'].throughput):.2f}x"
-    )
+    print(f"jobs / faust-passthrough throughput: {median['jobs'] / median['faust-passthrough']:.2f}x")
+    print(f"jobs-logic (the ceiling, no I/O) / passthrough: {median['jobs-logic'] / median['passthrough']:.2f}x")
     goals = {"throughput >= 0.5x passthrough": ratio >= 0.5, f"p99 <= 100 ms at {args.rate}/s": p99 <= 100}
     print("goals: " + ", ".join(f"{goal} {'met' if ok else 'MISSED'}" for goal, ok in goals.items()))
 
