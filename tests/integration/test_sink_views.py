@@ -163,6 +163,59 @@ def test_a_clear_sample_ratio_mismatch_is_flagged(store: Any) -> None:
     assert fine["srm_flag"] == 0 and fine["srm_p"] == pytest.approx(sps.chisquare([1000, 990]).pvalue)
 
 
+def load_revisions(client: Any, key: str, revisions: dict[int, tuple[dict[str, int], dict[str, int]]]) -> None:
+    """``revisions``: revision -> (variant -> units whose first exposure names it, variant -> weight)."""
+    exposures, definitions = [], []
+    for revision, (units, weights) in revisions.items():
+        exposures += [_exposure(key, v, f"r{revision}-{v}-{i}", revision) for v, n in units.items() for i in range(n)]
+        definitions.append(_definition(key, list(weights.items()), next(iter(weights)), revision))
+    insert(client, "first_exposures", exposures)
+    insert(client, "experiment_definitions", definitions)
+
+
+def test_a_ramp_up_is_tested_against_the_weights_of_each_revision(store: Any) -> None:
+    # 90/10 at revision 1, then 50/50: 1,400 vs 600 units in all, exactly as assigned. Against the latest
+    # weights alone that is p < 1e-70.
+    load_revisions(
+        store, "ramp", {1: ({"A": 900, "B": 100}, {"A": 9, "B": 1}), 2: ({"A": 500, "B": 500}, {"A": 1, "B": 1})}
+    )
+
+    rows = view(store, "ramp")
+
+    assert (rows["A"]["units"], rows["B"]["units"]) == (1400, 600)
+    assert rows["A"]["srm_p"] == pytest.approx(1.0) and rows["A"]["srm_flag"] == 0 and rows["A"]["srm_dof"] == 2
+    assert (rows["A"]["expected_share"], rows["B"]["expected_share"]) == pytest.approx((0.7, 0.3))
+
+
+def test_the_stratified_srm_matches_scipy(store: Any) -> None:
+    rnd = random.Random(11)
+    for case in range(6):
+        revisions, statistic, dof = {}, 0.0, 0
+        for revision in range(1, rnd.randint(2, 3) + 1):
+            weights = {name: rnd.choice([1, 2, 3]) for name in ("A", "B", "C")[: rnd.randint(2, 3)]}
+            units = {name: rnd.randint(20, 300) for name in weights}
+            total, weight = sum(units.values()), sum(weights.values())
+            statistic += sps.chisquare(list(units.values()), [total * w / weight for w in weights.values()]).statistic
+            dof += len(weights) - 1
+            revisions[revision] = (units, weights)
+        load_revisions(store, f"strat{case}", revisions)
+
+        rows = view(store, f"strat{case}")
+
+        for row in rows.values():
+            assert row["srm_dof"] == dof
+            assert row["srm_chi2"] == pytest.approx(statistic, rel=1e-9)
+            assert row["srm_p"] == pytest.approx(sps.chi2.sf(statistic, dof), rel=1e-7, abs=1e-300)
+
+
+def test_units_of_a_variant_weighted_later_to_zero_are_no_mismatch(store: Any) -> None:
+    load_revisions(
+        store, "rolled_back", {1: ({"A": 300, "B": 290}, {"A": 1, "B": 1}), 2: ({"A": 50}, {"A": 1, "B": 0})}
+    )
+
+    assert view(store, "rolled_back")["B"]["srm_flag"] == 0
+
+
 def test_a_zero_weight_variant_with_units_is_a_certain_mismatch(store: Any) -> None:
     load_counts(store, "rollback", {"A": (500, 50), "B": (500, 60), "C": (3, 0)}, {"A": 1, "B": 1, "C": 0})
 
