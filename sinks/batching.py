@@ -37,10 +37,11 @@ class Entry(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """A batch range recorded in the ledger."""
+    """A batch range recorded in the ledger, and the token its rows were inserted under ("" if not known)."""
 
     first_offset: int
     last_offset: int
+    inserted_token: str = ""
 
 
 def batch_token(topic: str, partition: int, first: int, last: int, values: Iterable[bytes | None]) -> str:
@@ -62,6 +63,12 @@ class Batch:
     last_offset: int
     entries: tuple[Entry, ...]
     planned: bool
+    inserted_token: str = ""  # a replayed range: the token the ledger says its rows were inserted under
+
+    @property
+    def already_inserted(self) -> bool:
+        """A replay of a batch whose rows are in (the same records: the same token)."""
+        return bool(self.inserted_token) and self.inserted_token == self.token
 
     @property
     def rows(self) -> list[tuple[Any, ...]]:
@@ -155,7 +162,9 @@ class PartitionBuffer:
         if self.entries[-1].offset < plan.last_offset and not self.at_end:
             return None
         cut = [e for e in self.entries if e.offset <= plan.last_offset]
-        return Batch(self.topic, self.partition, plan.first_offset, plan.last_offset, tuple(cut), planned=True)
+        return Batch(
+            self.topic, self.partition, plan.first_offset, plan.last_offset, tuple(cut), True, plan.inserted_token
+        )
 
     def _batch(self, cut: list[Entry], *, planned: bool) -> Batch:
         return Batch(self.topic, self.partition, cut[0].offset, cut[-1].offset, tuple(cut), planned)

@@ -7,7 +7,7 @@ batch is handled in this order, and the offset is committed last:
    (the ranges of all batches cut in one pass go in one ledger insert);
 2. its rows are inserted with ``insert_deduplication_token`` = range + digest, synchronously
    (``async_insert=0``), with ``deduplicate_blocks_in_dependent_materialized_views=1`` so the
-   aggregate tables drop a repeated block too;
+   aggregate tables drop a repeated block too; then the ledger records the range as inserted;
 3. its undecodable records are delivered to the dead-letter topic;
 4. ``last_offset + 1`` is committed (``enable.auto.commit=false``).
 
@@ -16,10 +16,10 @@ ledger makes it cut the same range, the token makes ClickHouse drop the repeated
 step fails (ClickHouse or Kafka unavailable), the partition is paused and the same batch retried
 with exponential backoff; the consumer keeps polling, so it stays in its group.
 
-ClickHouse remembers the last 10,000 tokens per table (``non_replicated_deduplication_window``).
-A replay reaching further back (a group reset weeks later) still cannot change a report: the
-detail tables are ReplacingMergeTree read with FINAL, and the aggregates count with uniqExact; only
-the aggregates' value sums would then count a record twice.
+A replayed range the ledger records as inserted (under the same token) is not inserted again. That
+is what covers replays older than ClickHouse's memory of tokens (the last 10,000 per table,
+``non_replicated_deduplication_window``; a group reset weeks later), which would otherwise add the
+aggregates' value sums twice; the token covers a crash between the insert and its ledger record.
 
     worker = SinkWorker(consumer=consumer, client=client, topics=sink_topics("abstream."), ...)
     worker.run(stop=stop_event)
@@ -66,6 +66,7 @@ class SinkStats:
     rows_inserted: int = 0
     batches: int = 0
     replayed_batches: int = 0
+    already_inserted: int = 0  # replayed batches whose rows the ledger says are in: not inserted again
     dead_letters: int = 0
     retries: int = 0
     idle: bool = False
@@ -196,13 +197,15 @@ class SinkWorker:
 
     def _write(self, buffer: PartitionBuffer, batch: Batch, now: float, force: bool) -> None:
         try:
-            rows = batch.rows
+            rows = [] if batch.already_inserted else batch.rows
             if rows:
                 spec = self._topics[batch.topic]
                 settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
                 self._client.insert(spec.table, rows, column_names=spec.insert_columns, settings=settings)
             if self._after_insert is not None:
                 self._after_insert(batch)
+            if rows:
+                self._ledger.record_inserted(batch)
             self._dead_letters.send(batch.topic, batch.partition, batch.dead)
             self._commit(batch)
         except Exception as exc:
@@ -223,6 +226,7 @@ class SinkWorker:
     def _count(self, batch: Batch, rows: int) -> None:
         self.stats.batches += 1
         self.stats.replayed_batches += batch.planned
+        self.stats.already_inserted += batch.already_inserted
         self.stats.rows_inserted += rows
         self.stats.dead_letters += len(batch.dead)
         if batch.dead:
@@ -235,7 +239,7 @@ class SinkWorker:
             return
         from confluent_kafka import TopicPartition
 
-        delay = min(self._retry_max, 0.2 * 2**buffer.failures)
+        delay = min(self._retry_max, 0.2 * 2 ** min(buffer.failures, 32))  # 2**1024 overflows a float
         buffer.failures += 1
         buffer.retry_at = now + delay
         self.stats.retries += 1

@@ -176,6 +176,23 @@ def test_replaying_every_offset_changes_no_number(sink: Sink) -> None:
     assert snapshot(sink.client) == before
 
 
+def test_a_replay_clickhouse_no_longer_deduplicates_changes_no_number(sink: Sink) -> None:
+    """A group reset long after: ClickHouse has forgotten the tokens (window 0 here), the ledger has not."""
+    scenario = build_scenario()
+    publish(sink, scenario.records)
+    first = sink.run()
+    before = snapshot(sink.client)
+    for table in [*DETAIL.values(), "variant_minute_stats"]:
+        sink.client.command(f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 0")
+    reset_to_earliest(sink)
+
+    second = sink.run()
+
+    assert second.replayed_batches == second.batches == first.batches
+    assert second.rows_inserted == 0 and second.already_inserted > 0
+    assert snapshot(sink.client) == before
+
+
 def reset_to_earliest(sink: Sink) -> None:
     admin = AdminClient({"bootstrap.servers": sink.bootstrap})
     metadata = admin.list_topics(timeout=10).topics

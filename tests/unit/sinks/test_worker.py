@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from schemas.serde import AvroSerde
-from sinks.batching import Batch, Plan
+from sinks.batching import Batch, PartitionBuffer, Plan
 from sinks.tables import TABLES
 from sinks.worker import SinkWorker
 from tests.unit.sinks.scenario import build_scenario
@@ -132,6 +132,7 @@ class FakeLedger:
     def __init__(self, events: list[str], *, remembers: bool = True, failures: int = 0) -> None:
         self.events, self.remembers, self.failures = events, remembers, failures
         self.recorded: dict[tuple[str, int, int], int] = {}
+        self.inserted: dict[tuple[str, int, int], str] = {}
 
     def plans(self, topic: str, partition: int, start: int) -> tuple[list[Plan], bool]:
         if self.failures:
@@ -140,12 +141,17 @@ class FakeLedger:
         if not self.remembers:
             return [], True
         found = sorted((f, last) for (t, p, f), last in self.recorded.items() if (t, p) == (topic, partition))
-        return [Plan(f, last) for f, last in found if f >= start], True
+        return [Plan(f, last, self.inserted.get((topic, partition, f), "")) for f, last in found if f >= start], True
 
     def record(self, batches: list[Batch]) -> None:
         self.events.append("ledger " + ", ".join(f"{b.first_offset}-{b.last_offset}" for b in batches))
         for batch in batches:
             self.recorded[(batch.topic, batch.partition, batch.first_offset)] = batch.last_offset
+
+    def record_inserted(self, batch: Batch) -> None:
+        self.events.append(f"inserted {batch.first_offset}-{batch.last_offset}")
+        if self.remembers:
+            self.inserted[(batch.topic, batch.partition, batch.first_offset)] = batch.token
 
 
 class FakeDeadLetters:
@@ -214,6 +220,26 @@ def test_without_the_ledger_the_same_crash_would_count_the_batch_twice() -> None
     assert client.rows == 30
 
 
+def test_a_replayed_range_recorded_as_inserted_is_not_inserted_again() -> None:
+    """A crash after the ledger recorded the insert (in the dead letters, say): the replay only commits.
+
+    The case a deduplication token cannot cover once ClickHouse has forgotten it (a group reset weeks later).
+    """
+    values, events = exposures(10), []
+    client, ledger, committed = FakeClickHouse(events), FakeLedger(events), {}
+    make_worker(FakeConsumer({TOPIC: values}, committed, events), client, ledger, events).run(stop_when_idle=True)
+    committed.clear()  # the group is reset to the earliest offsets
+    events.clear()
+
+    stats = make_worker(FakeConsumer({TOPIC: values}, committed, events), client, ledger, events).run(
+        stop_when_idle=True
+    )
+
+    assert [e for e in events if e.startswith("insert")] == []
+    assert (stats.replayed_batches, stats.already_inserted, stats.rows_inserted) == (1, 1, 0)
+    assert committed == {TOPIC: 10} and client.rows == 10 and len(client.tokens) == 1
+
+
 def test_the_offset_is_committed_after_the_insert_and_the_dead_letters() -> None:
     events: list[str] = []
     values = [*exposures(3), b"junk"]
@@ -222,7 +248,7 @@ def test_the_offset_is_committed_after_the_insert_and_the_dead_letters() -> None
 
     stats = make_worker(consumer, client, ledger, events).run(stop_when_idle=True)
 
-    assert events == ["ledger 0-3", "insert 0-3", "dead letters 1", "commit 4", "close"]
+    assert events == ["ledger 0-3", "insert 0-3", "inserted 0-3", "dead letters 1", "commit 4", "close"]
     assert (stats.rows_inserted, stats.dead_letters, client.rows) == (3, 1, 3)
 
 
@@ -234,8 +260,21 @@ def test_an_outage_pauses_the_partition_and_retries_the_same_batch_until_it_succ
     stats = make_worker(consumer, client, ledger, events).run(stop_when_idle=True)
 
     assert len(set(client.tokens)) == 1 and len(client.tokens) == 4
-    assert events == ["ledger 0-4", *["insert 0-4", "pause"] * 3, "insert 0-4", "commit 5", "resume", "close"]
+    assert events == [
+        "ledger 0-4", *["insert 0-4", "pause"] * 3, "insert 0-4", "inserted 0-4", "commit 5", "resume", "close"
+    ]  # fmt: skip
     assert stats.retries == 3 and client.rows == 5 and not consumer.paused
+
+
+def test_a_long_outage_keeps_backing_off_at_the_cap() -> None:
+    events: list[str] = []
+    consumer = FakeConsumer({TOPIC: exposures(1)}, {}, events)
+    worker = make_worker(consumer, FakeClickHouse(events), FakeLedger(events), events)
+    buffer = PartitionBuffer(TOPIC, 0, failures=2_000)  # hours of retries at the cap
+
+    worker._failed(buffer, now=100.0, exc=ConnectionError("down"), force=False)
+
+    assert buffer.retry_at == 100.01 and buffer.failures == 2_001
 
 
 def test_a_partition_paused_by_an_outage_resumes_to_fetch_the_rest_of_a_recorded_range() -> None:
