@@ -10,16 +10,18 @@ it commits offsets).
 
 After each batch, the agent sweeps a slice of every partition in it that is due
 (``stream_jobs.state_sweep``): the entries of units never seen again are pruned against the
-partition's watermark and deleted once empty. It runs here, not in a timer, because a table write
-goes to the partition of the current event, so one of that partition's records must be current.
+partition's watermark and deleted once empty. A table write goes to the partition of the current
+event, so a sweep makes one of that partition's records current; a timer sweeps the partitions that
+get no records the same way, through the last record applied of each, under the agent's lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -84,6 +86,8 @@ class _UnitJob:
         # current record's partition.
         self.store: Any = self.table.data
         self.watermarks: dict[int, dict[str, int]] = {}
+        self.anchors: dict[int, EventT] = {}  # the last record applied per partition (idle sweeps write through it)
+        self.lock = asyncio.Lock()  # a batch and an idle sweep never interleave: both read and write units
         self.saved_watermarks: dict[bytes, int] = {}  # what the table holds, so a record never reads it
         self.sweeper = PartitionSweeper(
             entries=store_entries(self.table), table=self.table, expire=processor.expire, is_empty=processor.is_empty,
@@ -112,6 +116,7 @@ class _UnitJob:
             else:
                 self.table[unit] = raw
         self.table.persist_offsets()
+        self.anchors.update(work.anchors)
         await self._send(work.outputs)
 
     async def _send(self, outputs: list[tuple[str, bytes | None, bytes]]) -> None:
@@ -176,13 +181,13 @@ class _UnitJob:
         marks = self.watermarks.get(partition, {})
         return min(marks.values()) if len(marks) == 2 else None
 
-    async def sweep(self, batch: Sequence[EventT]) -> None:
-        """Sweep a slice of each partition of the batch that is due, with one of its records current.
+    async def sweep(self, anchors: Mapping[int, EventT]) -> None:
+        """Sweep a slice of each partition that is due, with the given record of it current.
 
         The events a slice decides are delivered before the slice is stored. A failed slice is logged
         and skipped (the next one starts after it): bounding state must never stop the jobs.
         """
-        for partition, event in {e.message.partition: e for e in batch}.items():
+        for partition, event in anchors.items():
             if not self.sweeper.due(partition):
                 continue
             try:
@@ -195,6 +200,16 @@ class _UnitJob:
                 self.sweeper.store(swept)
             except Exception:
                 log.exception("state sweep of partition %d failed; the jobs go on", partition)
+
+    async def sweep_idle(self, active: set[int]) -> None:
+        """Sweep the partitions that are due but get no records, through the last record seen of each.
+
+        Without it, the buffered events of a partition that goes quiet would wait for its next record to
+        be decided. Only partitions this worker still owns (``active``); the others' records are dropped.
+        """
+        for partition in set(self.anchors) - active:
+            del self.anchors[partition]
+        await self.sweep(self.anchors)
 
     @staticmethod
     def _watermark_key(partition: int, kind: str) -> bytes:
@@ -250,8 +265,17 @@ def install(app: faust.App, settings: JobsSettings, processor: UnitProcessor, pa
     @app.agent(source, name="units")
     async def units(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):  # type: ignore[attr-defined]
-            await job.process(batch)
-            await job.sweep(batch)
+            async with job.lock:
+                await job.process(batch)
+                await job.sweep({e.message.partition: e for e in batch})
+
+    @app.timer(interval=settings.sweep_interval_s)
+    async def sweep_idle_partitions() -> None:
+        if app.rebalancing:
+            return
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == job.exposures_topic}
+        async with job.lock:
+            await job.sweep_idle(active)
 
     @app.timer(interval=30.0)
     async def report_health() -> None:
