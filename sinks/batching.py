@@ -64,6 +64,13 @@ class Batch:
     entries: tuple[Entry, ...]
     planned: bool
     inserted_token: str = ""  # a replayed range: the token the ledger says its rows were inserted under
+    # Digest of every record: computed once (the ledger, the replay check and the insert all need it).
+    token: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        values = (e.value for e in self.entries)
+        token = batch_token(self.topic, self.partition, self.first_offset, self.last_offset, values)
+        object.__setattr__(self, "token", token)  # frozen
 
     @property
     def already_inserted(self) -> bool:
@@ -79,15 +86,8 @@ class Batch:
         return [e for e in self.entries if e.error is not None]
 
     @property
-    def token(self) -> str:
-        return batch_token(self.topic, self.partition, self.first_offset, self.last_offset, self._values())
-
-    @property
     def plan(self) -> Plan:
         return Plan(self.first_offset, self.last_offset)
-
-    def _values(self) -> Iterable[bytes | None]:
-        return (e.value for e in self.entries)
 
 
 @dataclass(slots=True)
