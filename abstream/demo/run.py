@@ -119,11 +119,15 @@ class DemoRun:
         return truth
 
     def _wait_for_sink(self, truth: Truth) -> dict[str, Any]:
-        """Poll the sink's report until every unit and converting unit has arrived (or time runs out)."""
+        """Poll the sink's report until every unit, converting unit and faulty exposure has arrived (or time runs out).
+
+        Each of these reaches ClickHouse through its own topic and table, so one having arrived says nothing of
+        the others: the report is only final once all three add up.
+        """
         from sinks.endpoint import get_json, read_endpoint
 
         deadline = time.monotonic() + self.options.timeout_s
-        expected = sum(truth.units.values()) + sum(truth.converters.values())
+        expected = _expected(truth)
         report: dict[str, Any] = {}
         while time.monotonic() < deadline:
             self._check_services()
@@ -152,10 +156,16 @@ class DemoRun:
         return None if endpoint is None else f"{endpoint.base_url}/"
 
 
+def _expected(truth: Truth) -> int:
+    """What ``_arrived`` counts once the whole truth has reached the report."""
+    return sum(truth.units.values()) + sum(truth.converters.values()) + sum(truth.faulty_exposures.values())
+
+
 def _arrived(report: dict[str, Any]) -> int:
-    """Units plus converting units the report counts, over every experiment and variant."""
+    """Units plus converting units the report counts, over every experiment and variant, plus mismatches."""
     total = 0
     for experiment in report.get("experiments", {}).values():
+        total += int(experiment.get("mismatches") or 0)
         for v in experiment.get("variants", {}).values():
             total += int(v.get("units") or 0) + int(v.get("converting_units") or v.get("conversions") or 0)
     return total
