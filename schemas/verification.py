@@ -12,7 +12,8 @@ The checks, in order; the first that fails gives the flag, and ``None`` means th
 6. state ``rollout``: anything but ``rollout_variant`` is a ``rollout_mismatch`` (the rollout variant is
    what everyone should see, so logging it is fine);
 7. state ``active``: the scheme's hash is recomputed; another variant, or none (the unit is outside the
-   experiment and should not have been logged), is a ``variant_mismatch``.
+   experiment and should not have been logged), is a ``variant_mismatch``. For Eppo, the allocation the
+   exposure reports (``params["allocation"]``) stands for the outcome of its targeting rules.
 
 Pure and cheap for a stream job: assigners are built once per distinct ``(scheme, scheme_params)``.
 Exposures are Avro dicts as decoded (epoch-millisecond timestamps, string UUIDs).
@@ -122,7 +123,8 @@ def _rollout(variant: str, definition: ExperimentDefinition) -> Flag | None:
 
 def _hashed(exposure: Mapping[str, Any], definition: ExperimentDefinition) -> Flag | None:
     unit, variant = exposure["unit_id"], exposure["variant"]
-    assignment = _assigner(definition.scheme, definition.scheme_params)(unit, _instant(exposure["client_ts"]))
+    check = _assigner(definition.scheme, definition.scheme_params)
+    assignment = check(unit, _instant(exposure["client_ts"]), exposure.get("params"))
     if assignment.variant == variant:
         return None
     if assignment.variant is None:

@@ -34,9 +34,15 @@ __all__ = ["SCHEMES", "Assigner", "assign", "assigner"]
 
 
 class Assigner(Protocol):
-    """Assigns one unit under a parsed definition; ``at`` (aware) is the exposure time, for Eppo windows."""
+    """Assigns one unit under a parsed definition; ``at`` (aware) is the exposure time, for Eppo windows.
 
-    def __call__(self, unit_id: str, at: datetime | None = None) -> Assignment: ...
+    ``reported`` is what the SDK logged with the exposure (its ``params``): Eppo's targeting rules need the
+    subject's attributes, so the allocation it reports is taken as the one whose rules matched.
+    """
+
+    def __call__(
+        self, unit_id: str, at: datetime | None = None, reported: Mapping[str, str] | None = None
+    ) -> Assignment: ...
 
 
 def _sha256_weights(params: Mapping[str, object]) -> Assigner:
@@ -47,7 +53,7 @@ def _sha256_weights(params: Mapping[str, object]) -> Assigner:
     frozen = dict(weights)
     sha256_weights_total(frozen)  # fail on the definition, not on its first exposure
 
-    def run(unit_id: str, at: datetime | None = None) -> Assignment:
+    def run(unit_id: str, at: datetime | None = None, reported: Mapping[str, str] | None = None) -> Assignment:
         return assign_sha256_weights(unit_id, salt, frozen)
 
     return run
@@ -56,7 +62,7 @@ def _sha256_weights(params: Mapping[str, object]) -> Assigner:
 def _planout(params: Mapping[str, object]) -> Assigner:
     definition = planout_param(params)
 
-    def run(unit_id: str, at: datetime | None = None) -> Assignment:
+    def run(unit_id: str, at: datetime | None = None, reported: Mapping[str, str] | None = None) -> Assignment:
         return planout_assign(unit_id, definition)
 
     return run
@@ -65,7 +71,7 @@ def _planout(params: Mapping[str, object]) -> Assigner:
 def _growthbook(params: Mapping[str, object]) -> Assigner:
     experiment = growthbook_experiment(params)
 
-    def run(unit_id: str, at: datetime | None = None) -> Assignment:
+    def run(unit_id: str, at: datetime | None = None, reported: Mapping[str, str] | None = None) -> Assignment:
         return growthbook_choose(unit_id, experiment)
 
     return run
@@ -74,8 +80,9 @@ def _growthbook(params: Mapping[str, object]) -> Assigner:
 def _eppo(params: Mapping[str, object]) -> Assigner:
     flag = eppo_flag(params)
 
-    def run(unit_id: str, at: datetime | None = None) -> Assignment:
-        return eppo_assign(flag, unit_id, at=at)
+    def run(unit_id: str, at: datetime | None = None, reported: Mapping[str, str] | None = None) -> Assignment:
+        allocation = reported.get("allocation") if reported else None
+        return eppo_assign(flag, unit_id, at=at, targeted=(allocation,) if allocation else ())
 
     return run
 

@@ -7,9 +7,11 @@ one of its splits matches; the first split whose every shard puts the subject in
 ``[start, end)`` ranges wins (a split without shards always matches). No allocation: the SDK
 returns the caller's default, here ``variant=None``. A disabled flag always gives ``None``.
 
-Targeting rules are out of scope: an allocation with rules applies only if the caller names it in
-``targeted`` (it knows the subject's attributes; we do not). Obfuscated (client) configurations
-and bandits are not supported.
+Targeting rules are not evaluated: an allocation with rules applies only if the caller names it in
+``targeted`` (it knows the subject's attributes; we do not). Re-verifying a logged exposure names the
+allocation the SDK reported with it (``schemas.verification``): its rules are taken to have matched and
+no other rule-gated allocation's, and its time window and shards are still checked. Obfuscated (client)
+configurations and bandits are not supported.
 
 ``scheme_params`` for ``eppo`` is the flag object of a Universal Flag Configuration (UFC) as the
 SDK downloads it: ``key``, ``enabled``, ``variationType``, ``variations``, ``allocations``,

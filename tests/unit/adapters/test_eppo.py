@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import eppo_client
@@ -13,7 +14,9 @@ from eppo_client import ClientConfig, Configuration
 from abstream.errors import ConfigError
 from producers.adapters.eppo import EppoExposures, eppo_exposure
 from schemas.hashing import assign
+from schemas.verification import verify
 from tests.unit.adapters.conftest import RecordingSink
+from tests.unit.experiments.base import definition
 
 STAFF = {"attribute": "tier", "operator": "ONE_OF", "value": ["staff"]}
 FLAG = {
@@ -108,6 +111,47 @@ def test_the_mapping_reads_eppo_event_fields() -> None:
     assert fields["client_ts"] is not None and fields["client_ts"].microsecond == 123456  # type: ignore[union-attr]
     with pytest.raises(ValueError, match=r"Eppo\.subject"):
         eppo_exposure({**event, "subject": ""}, revision=1, unit_type="u")
+
+
+def test_exposures_of_a_targeted_allocation_verify_with_the_allocation_they_report(sink: RecordingSink) -> None:
+    # Staff are targeted into a logged allocation; our verifier cannot see the rule's attribute, so it
+    # must take the allocation the SDK reports, or it would flag the units the next allocation gives control.
+    flag = {**FLAG, "allocations": [{**FLAG["allocations"][0], "doLog": True}, FLAG["allocations"][1]]}
+    exposures = EppoExposures(sink, revisions={"checkout-internal": 1, "checkout-experiment": 1})
+    config = ClientConfig(
+        api_key="offline", assignment_logger=exposures, poll_interval_seconds=None,
+        initial_configuration=Configuration(flags_configuration=ufc(flag)),
+    )  # fmt: skip
+    client = eppo_client.init(config)
+    try:
+        served = {
+            f"s{i}": client.get_string_assignment("checkout", f"s{i}", {"tier": "staff"}, "-") for i in range(200)
+        }
+        served |= {
+            f"o{i}": client.get_string_assignment("checkout", f"o{i}", {"tier": "other"}, "-") for i in range(200)
+        }
+        _wait_for(sink, sum(v != "-" for v in served.values()))
+    finally:
+        client.shutdown()
+    variants = [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}]
+    definitions = {
+        key: definition(
+            key=key, scheme="eppo", scheme_params=flag, variants=variants, fallback_variant="control"
+        ).to_record()
+        for key in ("checkout-internal", "checkout-experiment")
+    }
+    by_experiment = Counter(r["experiment"] for r in sink.exposures)
+    assert by_experiment["checkout-internal"] == 200 and 100 < by_experiment["checkout-experiment"] < 200
+
+    flags = [verify(r, definitions[r["experiment"]]) for r in sink.exposures]
+    assert flags == [None] * len(sink.exposures)
+    # The hash is still checked inside the reported allocation, and without it the rule-gated one is skipped.
+    staff = next(r for r in sink.exposures if r["experiment"] == "checkout-internal" and r["unit_id"] == "s0")
+    wrong = verify({**staff, "variant": "control"}, definitions["checkout-internal"])
+    assert wrong is not None and (wrong.reason, wrong.expected_variant) == ("variant_mismatch", "treatment")
+    unreported = [r for r in sink.exposures if r["experiment"] == "checkout-internal"]
+    unreported_flags = [verify({**r, "params": {}}, definitions["checkout-internal"]) for r in unreported]
+    assert sum(f is not None for f in unreported_flags) > 100  # what verification did before
 
 
 def test_a_failing_sink_never_reaches_the_app() -> None:
