@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from abstream.errors import SinkError
+from sinks.aggregates import UnitAggregates
 from sinks.batching import Batch
 from sinks.clickhouse import connect
 from sinks.dead_letters import DeadLetterWriter
@@ -73,6 +74,7 @@ def build_worker(
         interval=interval,
         retry_max=retry_max,
         after_insert=after_insert,
+        aggregates=UnitAggregates(client),
     )
 
 

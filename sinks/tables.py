@@ -35,7 +35,7 @@ _FLAG_COLUMNS = (
 _DEFINITION_COLUMNS = (
     "key", "revision", "title", "unit_type", "scheme", "scheme_params", "variant_names", "variant_weights",
     "fallback_variant", "state", "rollout_variant", "start_ts", "end_ts", "attribution_window_ms", "dedupe",
-    "dedupe_window_ms", "owner", "published_ts", "definition_hash",
+    "dedupe_window_ms", "owner", "published_ts", "definition_hash", "metrics",
 )  # fmt: skip
 _UNATTRIBUTED_COLUMNS = (
     "event_id", "unit_id", "unit_type", "name", "value", "ts", "received_ts", "reason", "properties",
@@ -92,7 +92,7 @@ def _unattributed_row(r: Mapping[str, Any]) -> Row:
 def _definition_row(r: Mapping[str, Any]) -> Row:
     names = [variant["name"] for variant in r["variants"]]
     weights = [variant["weight"] for variant in r["variants"]]
-    values = {**r, "variant_names": names, "variant_weights": weights}
+    values = {"metrics": "", **r, "variant_names": names, "variant_weights": weights}
     return tuple(values[column] for column in _DEFINITION_COLUMNS)
 
 

@@ -7,7 +7,9 @@ batch is handled in this order, and the offset is committed last:
    (the ranges of all batches cut in one pass go in one ledger insert);
 2. its rows are inserted with ``insert_deduplication_token`` = range + digest, synchronously
    (``async_insert=0``), with ``deduplicate_blocks_in_dependent_materialized_views=1`` so the
-   aggregate tables drop a repeated block too; then the ledger records the range as inserted;
+   aggregate tables drop a repeated block too; the per-unit aggregates are brought up to date
+   (``sinks.aggregates``: idempotent, whatever was replayed); then the ledger records the range as
+   inserted;
 3. its undecodable records are delivered to the dead-letter topic;
 4. ``last_offset + 1`` is committed (``enable.auto.commit=false``).
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from abstream.errors import DecodeError, SinkError
 from schemas.serde import AvroSerde
+from sinks.aggregates import UnitAggregates
 from sinks.batching import Batch, Entry, PartitionBuffer
 from sinks.dead_letters import DeadLetterWriter
 from sinks.ledger import BatchLedger
@@ -89,8 +92,10 @@ class SinkWorker:
         retry_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         after_insert: Callable[[Batch], None] | None = None,
+        aggregates: UnitAggregates | None = None,
     ) -> None:
         self._consumer, self._client, self._topics = consumer, client, topics
+        self._aggregates = aggregates
         self._ledger, self._dead_letters = ledger, dead_letters
         self._max_rows, self._interval, self._retry_max = max_rows, interval, retry_max
         self._clock, self._after_insert = clock, after_insert
@@ -198,12 +203,14 @@ class SinkWorker:
     def _write(self, buffer: PartitionBuffer, batch: Batch, now: float, force: bool) -> None:
         try:
             rows = [] if batch.already_inserted else batch.rows
+            spec = self._topics[batch.topic]
             if rows:
-                spec = self._topics[batch.topic]
                 settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
                 self._client.insert(spec.table, rows, column_names=spec.insert_columns, settings=settings)
             if self._after_insert is not None:
                 self._after_insert(batch)
+            if rows and self._aggregates is not None:
+                self._aggregates.after_insert(spec.table, rows, token=batch.token)
             if rows:
                 self._ledger.record_inserted(batch)
             self._dead_letters.send(batch.topic, batch.partition, batch.dead)

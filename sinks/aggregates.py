@@ -1,0 +1,324 @@
+"""Per-unit state and per-variant sufficient statistics, kept exact batch by batch (migration 0010).
+
+After the sink inserts a batch of first exposures or conversions, :class:`UnitAggregates` recomputes
+the state of the units in it from the deduplicated detail, compares it with their stored state and
+inserts the differences into ``exposure_stats`` / ``metric_stats`` (SummingMergeTree), then the
+changed units' state. The differences go in under a token derived from the batch's, so a retry after
+a crash between the two inserts is dropped; a replay of any kind (the sink's group reset, the jobs
+re-emitting conversions at new offsets) recomputes the state it already stored and inserts nothing.
+
+A unit's metric values come from the conversions attributed to its earliest first exposure, as the
+metric's SQL (:func:`metric_sql`) computes them. A metric version first met (a new experiment, a
+changed definition, a store that predates metrics) is computed over all of the experiment's units
+once (``metric_backfills`` records it), then per batch. The built-in metric ``_conversions`` (x =
+conversions, y = late conversions) gives the report's conversion counts for every experiment.
+
+    aggregates = UnitAggregates(client)
+    aggregates.after_insert("conversions", rows, token=batch.token)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.metrics import ExperimentMetrics, MetricSide, MetricSpec
+
+__all__ = ["BUILTIN_METRIC", "CompiledMetric", "UnitAggregates", "compile_metric", "metric_sql"]
+
+log = logging.getLogger(__name__)
+
+BUILTIN_METRIC = "_conversions"
+"""Every experiment's conversions per unit (x) and the late ones (y): the report's conversion counts."""
+_BUILTIN_VERSION = "1"
+_CHUNK = 5000
+_INSERT = {"async_insert": 0, "insert_deduplicate": 1}
+_REL_TOL = 1e-12  # a recomputed sum that differs by less is the same value (summation order)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMetric:
+    """A metric as SQL over ``unit_conversions``: the per-unit x and y expressions and their parameters."""
+
+    key: str
+    version: str
+    x: str
+    y: str
+    params: Mapping[str, Any]
+
+
+def _side(side: MetricSide, prefix: str, window_ms: int | None) -> tuple[str, str, dict[str, Any]]:
+    """(condition, aggregate) SQL of one side, with its parameters named under ``prefix``."""
+    params: dict[str, Any] = {f"{prefix}_events": side.events}
+    terms = [f"name IN {{{prefix}_events:Array(String)}}"]
+    for i, (prop, values) in enumerate(side.filter.items()):
+        params[f"{prefix}_p{i}"], params[f"{prefix}_v{i}"] = prop, values
+        terms.append(f"properties[{{{prefix}_p{i}:String}}] IN {{{prefix}_v{i}:Array(String)}}")
+    if window_ms is not None:
+        params[f"{prefix}_window"] = window_ms
+        terms.append(f"latency_ms <= {{{prefix}_window:Int64}}")
+    condition = " AND ".join(terms)
+    aggregate = (
+        f"toFloat64(countIf({condition}))" if side.aggregation == "count" else f"sumIf(ifNull(value, 0.), {condition})"
+    )
+    return condition, aggregate, params
+
+
+def compile_metric(spec: MetricSpec, name: str) -> CompiledMetric:
+    """The SQL of ``spec``; ``name`` prefixes its parameters (unique per query)."""
+    condition, numerator, params = _side(spec.numerator, f"{name}_n", spec.window_ms)
+    if spec.type == "proportion":
+        x = f"toFloat64(countIf({condition}) > 0)"
+    elif spec.cap is not None and spec.cap.value is not None:
+        params[f"{name}_cap"] = spec.cap.value
+        x = f"least({numerator}, {{{name}_cap:Float64}})"
+    else:
+        x = numerator
+    y = "0."
+    if spec.denominator is not None:
+        _, y, more = _side(spec.denominator, f"{name}_d", spec.window_ms)
+        params.update(more)
+    return CompiledMetric(spec.key, spec.version, x, y, params)
+
+
+_BUILTIN = CompiledMetric(BUILTIN_METRIC, _BUILTIN_VERSION, "toFloat64(count())", "toFloat64(countIf(late))", {})
+
+
+def metric_sql(metrics: Sequence[CompiledMetric]) -> tuple[str, dict[str, Any]]:
+    """One query: per unit of ``{experiment}`` in ``{units}``, its variant, minute and every metric's x, y.
+
+    Only the conversions attributed to the unit's earliest first exposure count (as in the report).
+    """
+    columns = ", ".join(f"round({m.x}, 9), round({m.y}, 9)" for m in metrics)
+    params: dict[str, Any] = {}
+    for metric in metrics:
+        params.update(metric.params)
+    return _METRICS_NEW.replace("/*columns*/", columns), params
+
+
+# The metrics' values are bound parameters; only their expressions take the place of /*columns*/.
+_METRICS_NEW = """
+SELECT unit_id, any(variant), toDateTime(toStartOfMinute(any(exposure_ts)), 'UTC'), /*columns*/
+FROM (
+    SELECT unit_id, name, value, properties, latency_ms, late, variant, exposure_ts,
+           (exposure_ts, exposure_event_id) = min((exposure_ts, exposure_event_id)) OVER (PARTITION BY unit_id)
+               AS attributed_to_first
+    FROM unit_conversions FINAL
+    WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
+)
+WHERE attributed_to_first
+GROUP BY unit_id
+"""
+_EXPOSURES_NEW = """
+SELECT unit_id, argMin(variant, (exposure_ts, event_id)), argMin(revision, (exposure_ts, event_id)),
+       min(exposure_ts), sum(1 + duplicates)
+FROM first_exposures FINAL
+WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
+GROUP BY unit_id
+"""
+_EXPOSURES_OLD = """
+SELECT unit_id, variant, revision, first_ts, exposures FROM exposure_units FINAL
+WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
+"""
+_METRICS_OLD = """
+SELECT unit_id, metric, version, variant, minute, x, y FROM metric_units FINAL
+WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
+"""
+_DEFINITIONS = "SELECT key, argMax(metrics, revision) FROM experiment_definitions FINAL GROUP BY key"
+_BACKFILLED = "SELECT DISTINCT experiment, metric, version FROM metric_backfills"
+_UNITS_WITH_CONVERSIONS = "SELECT DISTINCT unit_id FROM unit_conversions WHERE experiment = {experiment:String}"
+_UNITS_WITH_EXPOSURES = "SELECT DISTINCT unit_id FROM first_exposures WHERE experiment = {experiment:String}"
+_EXPOSURES = ("_exposures", "1")  # the exposure state's entry in metric_backfills
+
+_EXPOSURE_STATS = ["experiment", "revision", "variant", "minute", "units", "exposures"]
+_EXPOSURE_UNITS = ["experiment", "unit_id", "variant", "revision", "first_ts", "exposures", "updated"]
+_METRIC_STATS = ["experiment", "metric", "version", "variant", "minute", "nonzero",
+                 "sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy"]  # fmt: skip
+_METRIC_UNITS = ["experiment", "unit_id", "metric", "version", "variant", "minute", "x", "y", "updated"]
+
+# Where the sink's rows keep the experiment and the unit (insert column order, sinks/tables.py).
+_UNIT_COLUMNS = {"first_exposures": (0, 1), "conversions": (0, 2)}
+
+
+def _by_experiment(rows: Iterable[Sequence[Any]], table: str) -> dict[str, list[str]]:
+    experiment_at, unit_at = _UNIT_COLUMNS[table]
+    units: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        units[row[experiment_at]].add(row[unit_at])
+    return {experiment: sorted(found) for experiment, found in units.items()}
+
+
+def _chunks(units: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(units), _CHUNK):
+        yield units[start : start + _CHUNK]
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=_REL_TOL)
+
+
+class UnitAggregates:
+    """Keeps the aggregate tables of migration 0010 equal to the deduplicated detail; see the module docstring."""
+
+    def __init__(self, client: Any, *, clock: Any = time.time_ns) -> None:
+        self._client, self._clock = client, clock
+        self._metrics: dict[str, ExperimentMetrics] | None = None  # experiment -> latest revision's metrics
+        self._backfilled: set[tuple[str, str, str]] | None = None
+
+    def after_insert(self, table: str, rows: Sequence[Sequence[Any]], *, token: str) -> None:
+        """Bring the aggregates up to date with a batch just inserted into ``table``."""
+        if table == "experiment_definitions":
+            self._metrics = None  # the next conversions batch (or backfill) reads them again
+            return
+        if table not in _UNIT_COLUMNS:
+            return
+        for experiment, units in _by_experiment(rows, table).items():
+            if table == "first_exposures":
+                self._backfill_exposures(experiment)
+            metrics = self._compiled(experiment) if table == "conversions" else []
+            for n, chunk in enumerate(_chunks(units)):
+                part = f"{token}/{experiment}/{n}"
+                if table == "first_exposures":
+                    self._update_exposures(experiment, chunk, token=part)
+                else:
+                    self._update_metrics(experiment, chunk, metrics, token=part)
+
+    def _done(self) -> set[tuple[str, str, str]]:
+        if self._backfilled is None:
+            self._backfilled = {tuple(row) for row in self._client.query(_BACKFILLED).result_rows}
+        return self._backfilled
+
+    def _mark_done(self, experiment: str, entries: Sequence[tuple[str, str]]) -> None:
+        done = [[experiment, key, version] for key, version in entries]
+        self._client.insert("metric_backfills", done, column_names=["experiment", "metric", "version"])
+        self._done().update((experiment, key, version) for key, version in entries)
+
+    def _units(self, sql: str, experiment: str) -> list[str]:
+        return sorted(row[0] for row in self._client.query(sql, parameters={"experiment": experiment}).result_rows)
+
+    def _backfill_exposures(self, experiment: str) -> None:
+        """The exposure state of every unit of an experiment first met (a store older than it has some)."""
+        if (experiment, *_EXPOSURES) in self._done():
+            return
+        for n, chunk in enumerate(_chunks(self._units(_UNITS_WITH_EXPOSURES, experiment))):
+            self._update_exposures(experiment, chunk, token=f"backfill/{experiment}/exposures/{n}")
+        self._mark_done(experiment, [_EXPOSURES])
+
+    # -- exposures -------------------------------------------------------------------------------
+    def _update_exposures(self, experiment: str, units: Sequence[str], *, token: str) -> None:
+        params = {"experiment": experiment, "units": list(units)}
+        new = {r[0]: tuple(r[1:]) for r in self._client.query(_EXPOSURES_NEW, parameters=params).result_rows}
+        old = {r[0]: tuple(r[1:]) for r in self._client.query(_EXPOSURES_OLD, parameters=params).result_rows}
+        changed = {unit: state for unit, state in new.items() if old.get(unit) != state}
+        if not changed:
+            return
+        deltas: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+        for unit, (variant, revision, first_ts, exposures) in changed.items():
+            cell = deltas[(revision, variant, _minute(first_ts))]
+            cell[0], cell[1] = cell[0] + 1, cell[1] + exposures
+            if (before := old.get(unit)) is not None:
+                cell = deltas[(before[1], before[0], _minute(before[2]))]
+                cell[0], cell[1] = cell[0] - 1, cell[1] - before[3]
+        stats = [[experiment, *key, *d] for key, d in deltas.items() if any(d)]
+        updated = self._clock()
+        states = [[experiment, unit, *state, updated] for unit, state in changed.items()]
+        self._insert("exposure_stats", stats, _EXPOSURE_STATS, token=f"{token}/stats")
+        self._insert("exposure_units", states, _EXPOSURE_UNITS, token=f"{token}/units")
+
+    # -- metrics ---------------------------------------------------------------------------------
+    def _compiled(self, experiment: str) -> list[CompiledMetric]:
+        """The built-in metric and the experiment's own (latest revision), each computed over all units."""
+        block = self._definitions().get(experiment, ExperimentMetrics())
+        specs = [spec for _, spec in block.in_order()]
+        metrics = [_BUILTIN, *(compile_metric(spec, f"m{i}") for i, spec in enumerate(specs))]
+        self._backfill(experiment, metrics)
+        return metrics
+
+    def _definitions(self) -> dict[str, ExperimentMetrics]:
+        if self._metrics is None:
+            rows = self._client.query(_DEFINITIONS).result_rows
+            self._metrics = {}
+            for key, text in rows:
+                try:
+                    self._metrics[key] = ExperimentMetrics.from_json(text)
+                except ValueError as exc:  # a record the sink cannot read: no metrics for it, said loudly
+                    log.error("sink: experiment %s: its metrics cannot be read, none are computed: %s", key, exc)
+        return self._metrics
+
+    def _backfill(self, experiment: str, metrics: Sequence[CompiledMetric]) -> None:
+        """Compute metric versions first met over every unit of the experiment, once."""
+        missing = [m for m in metrics if (experiment, m.key, m.version) not in self._done()]
+        if not missing:
+            return
+        units = self._units(_UNITS_WITH_CONVERSIONS, experiment)
+        versions = hashlib.blake2b("/".join(f"{m.key}:{m.version}" for m in missing).encode(), digest_size=8)
+        log.info("sink: computing %s of %s over %d units", [m.key for m in missing], experiment, len(units))
+        for n, chunk in enumerate(_chunks(units)):
+            self._update_metrics(experiment, chunk, missing, token=f"backfill/{experiment}/{versions.hexdigest()}/{n}")
+        self._mark_done(experiment, [(m.key, m.version) for m in missing])
+
+    def _update_metrics(
+        self, experiment: str, units: Sequence[str], metrics: Sequence[CompiledMetric], *, token: str
+    ) -> None:
+        sql, extra = metric_sql(metrics)
+        params = {"experiment": experiment, "units": list(units), **extra}
+        new = {}
+        for unit, variant, minute, *values in self._client.query(sql, parameters=params).result_rows:
+            for i, metric in enumerate(metrics):
+                new[(unit, metric.key, metric.version)] = (variant, minute, values[2 * i], values[2 * i + 1])
+        wanted = {(m.key, m.version) for m in metrics}
+        old = {
+            (unit, metric, version): (variant, minute, x, y)
+            for unit, metric, version, variant, minute, x, y in self._client.query(
+                _METRICS_OLD, parameters={"experiment": experiment, "units": list(units)}
+            ).result_rows
+            if (metric, version) in wanted
+        }
+        changed = {key: state for key, state in new.items() if _changed(old.get(key), state)}
+        if not changed:
+            return
+        deltas: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
+        for key, state in changed.items():
+            _add(deltas, key, state, +1)
+            if (before := old.get(key)) is not None:
+                _add(deltas, key, before, -1)
+        stats = [[experiment, *cell, int(d[0]), *d[1:]] for cell, d in deltas.items() if any(d)]
+        updated = self._clock()
+        states = [
+            [experiment, unit, metric, version, *state, updated] for (unit, metric, version), state in changed.items()
+        ]
+        self._insert("metric_stats", stats, _METRIC_STATS, token=f"{token}/stats")
+        self._insert("metric_units", states, _METRIC_UNITS, token=f"{token}/units")
+
+    def _insert(self, table: str, rows: list[list[Any]], columns: list[str], *, token: str) -> None:
+        if rows:
+            settings = {**_INSERT, "insert_deduplication_token": token}
+            self._client.insert(table, rows, column_names=columns, settings=settings)
+
+
+def _minute(ts: Any) -> Any:
+    return ts.replace(second=0, microsecond=0)
+
+
+def _changed(before: tuple[Any, ...] | None, after: tuple[Any, ...]) -> bool:
+    """Whether a unit's metric state moved (a zero state stored nowhere equals no state)."""
+    if before is None:
+        return after[2] != 0 or after[3] != 0
+    same_cell = before[:2] == after[:2]
+    return not (same_cell and _same(before[2], after[2]) and _same(before[3], after[3]))
+
+
+def _add(
+    deltas: dict[tuple[Any, ...], list[float]], key: tuple[str, str, str], state: tuple[Any, ...], sign: int
+) -> None:
+    _, metric, version = key
+    variant, minute, x, y = state
+    cell = deltas[(metric, version, variant, minute)]
+    for i, value in enumerate((float(x != 0), x, x * x, y, y * y, x * y)):
+        cell[i] += sign * value

@@ -1,0 +1,310 @@
+"""The per-unit aggregates (sinks/aggregates.py) on chDB against a brute-force reference.
+
+Batches are inserted as the sink inserts them and the aggregates updated after each; the reference
+recomputes every metric from the deduplicated records in Python. Replays, re-emissions at new offsets,
+a crash between the two aggregate inserts and a definition that arrives after its conversions must
+all leave the aggregates equal to the reference.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from schemas.metrics import ExperimentMetrics, MetricSpec
+from schemas.models import AttributedConversion, FirstExposure
+from sinks.aggregates import BUILTIN_METRIC, UnitAggregates
+from sinks.migrator import migrate
+from sinks.tables import TABLES
+
+pytestmark = pytest.mark.integration
+
+BASE_TS = 1_767_225_600_000
+EXPERIMENT = "checkout"
+VARIANTS = ("A", "B", "C")
+SPECS = [
+    MetricSpec.model_validate(spec)
+    for spec in (
+        {"key": "buyers", "title": "Buyers", "type": "proportion", "numerator": {"events": "purchase"}},
+        {"key": "revenue", "title": "Revenue", "type": "mean",
+         "numerator": {"events": "purchase", "aggregation": "sum"}, "cap": 60},
+        {"key": "blue_clicks", "title": "Blue clicks", "type": "mean",
+         "numerator": {"events": ["click", "tap"], "filter": {"color": {"in": ["blue", "navy"]}}},
+         "window_ms": 3_600_000},
+        {"key": "order_value", "title": "Order value", "type": "ratio",
+         "numerator": {"events": "purchase", "aggregation": "sum"}, "denominator": {"events": "purchase"}},
+    )
+]  # fmt: skip
+METRICS = ExperimentMetrics(
+    primary=["buyers"], secondary=["revenue", "order_value"], guardrails=["blue_clicks"],
+    definitions={spec.key: spec for spec in SPECS},
+)  # fmt: skip
+
+
+@dataclass
+class History:
+    """What the jobs emitted: first exposures and conversions, with re-emissions, in delivery order."""
+
+    exposures: list[dict[str, Any]] = field(default_factory=list)
+    conversions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_history(seed: int, units: int) -> History:
+    rnd, history = random.Random(seed), History()
+    for i in range(units):
+        unit, ts = f"u{i:05d}", BASE_TS + i * 1_000
+        exposure = FirstExposure(
+            event_id=_uuid(rnd), experiment=EXPERIMENT, revision=1 + (i % 2), variant=rnd.choice(VARIANTS),
+            unit_type="user_id", unit_id=unit, scheme="sha256-weights", client_ts=ts,
+        ).to_avro()  # fmt: skip
+        history.exposures.append(exposure)
+        if rnd.random() < 0.1:  # folded duplicates, re-emitted
+            history.exposures.append({**exposure, "duplicates": rnd.randint(1, 3)})
+        for _ in range(rnd.choice((0, 0, 1, 2, 4))):
+            history.conversions.append(_conversion(rnd, exposure))
+    rnd.shuffle(history.conversions)
+    return history
+
+
+def _conversion(rnd: random.Random, exposure: dict[str, Any]) -> dict[str, Any]:
+    name = rnd.choice(("purchase", "click", "tap", "bounce"))
+    latency = rnd.choice((60_000, 1_800_000, 7_200_000))
+    return AttributedConversion(
+        event_id=_uuid(rnd), unit_type="user_id", unit_id=exposure["unit_id"], name=name,
+        value=round(rnd.uniform(1, 40), 2) if name == "purchase" else None, ts=exposure["client_ts"] + latency,
+        properties={"color": rnd.choice(("blue", "navy", "red"))}, experiment=EXPERIMENT,
+        revision=exposure["revision"], variant=exposure["variant"], exposure_event_id=uuid.UUID(exposure["event_id"]),
+        exposure_ts=exposure["client_ts"], latency_ms=latency, late=rnd.random() < 0.1,
+    ).to_avro()  # fmt: skip
+
+
+def _uuid(rnd: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rnd.getrandbits(128), version=4)
+
+
+def definition_row(metrics: ExperimentMetrics, revision: int = 1) -> tuple[Any, ...]:
+    record = {
+        "key": EXPERIMENT, "revision": revision, "title": "Checkout", "unit_type": "user_id",
+        "scheme": "sha256-weights", "scheme_params": "{}", "variants": [{"name": v, "weight": 1} for v in VARIANTS],
+        "fallback_variant": "A", "state": "active", "rollout_variant": None, "start_ts": None, "end_ts": None,
+        "attribution_window_ms": 86_400_000, "dedupe": "first_ever", "dedupe_window_ms": None, "owner": None,
+        "published_ts": BASE_TS + revision, "definition_hash": "0" * 64, "metrics": metrics.to_json(),
+    }  # fmt: skip
+    return TABLES["experiment_definitions"].row(record, 0, revision)
+
+
+# -- the reference ------------------------------------------------------------------------------
+def _value(spec: MetricSpec, events: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    def side(s: Any) -> float:
+        hits = [
+            e for e in events
+            if e["name"] in s.events and all(e["properties"].get(k) in v for k, v in s.filter.items())
+            and (spec.window_ms is None or e["latency_ms"] <= spec.window_ms)
+        ]  # fmt: skip
+        return float(len(hits)) if s.aggregation == "count" else sum(e["value"] or 0.0 for e in hits)
+
+    x = side(spec.numerator)
+    if spec.type == "proportion":
+        x = float(x > 0)
+    elif spec.cap is not None and spec.cap.value is not None:
+        x = min(x, spec.cap.value)
+    return x, side(spec.denominator) if spec.denominator is not None else 0.0
+
+
+def reference(history: History, metrics: ExperimentMetrics) -> dict[str, Any]:
+    """exposure_stats and metric_stats as sums per variant, from the deduplicated records."""
+    first: dict[str, dict[str, Any]] = {}
+    for e in history.exposures:  # the highest duplicates count wins, as in the ReplacingMergeTree
+        if e["unit_id"] not in first or e["duplicates"] >= first[e["unit_id"]]["duplicates"]:
+            first[e["unit_id"]] = e
+    exposures: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for e in first.values():
+        cell = exposures[(e["revision"], e["variant"])]
+        cell[0], cell[1] = cell[0] + 1, cell[1] + 1 + e["duplicates"]
+    latest = {c["event_id"]: c for c in history.conversions}  # the last delivered row wins
+    per_unit: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in latest.values():
+        per_unit[c["unit_id"]].append(c)
+    stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * 6)
+    for events in per_unit.values():
+        variant = events[0]["variant"]
+        values = {BUILTIN_METRIC: (float(len(events)), float(sum(e["late"] for e in events)))}
+        values |= {spec.key: _value(spec, events) for _, spec in metrics.in_order()}
+        for key, (x, y) in values.items():
+            cell = stats[(key, variant)]
+            for i, v in enumerate((float(x != 0), x, x * x, y, y * y, x * y)):
+                cell[i] += v
+    return {"exposures": {k: tuple(v) for k, v in exposures.items()}, "metrics": _rounded(stats)}
+
+
+def _rounded(stats: dict[tuple[str, str], Sequence[float]]) -> dict[tuple[str, str], tuple[float, ...]]:
+    return {k: tuple(round(v, 6) for v in values) for k, values in stats.items() if any(values)}
+
+
+def stored(client: Any) -> dict[str, Any]:
+    exposures = client.query(
+        "SELECT revision, variant, sum(units), sum(exposures) FROM exposure_stats "
+        "GROUP BY revision, variant HAVING sum(units) != 0"
+    ).result_rows
+    metrics = client.query(
+        "SELECT metric, variant, sum(nonzero), sum(sum_x), sum(sum_x2), sum(sum_y), sum(sum_y2), sum(sum_xy) "
+        "FROM metric_stats GROUP BY metric, variant"
+    ).result_rows
+    return {
+        "exposures": {(r[0], r[1]): (r[2], r[3]) for r in exposures},
+        "metrics": _rounded({(r[0], r[1]): r[2:] for r in metrics}),
+    }
+
+
+# -- the sink's side ----------------------------------------------------------------------------
+def batches(history: History, rnd: random.Random) -> Iterator[tuple[str, list[tuple[Any, ...]], str]]:
+    """Batches of rows per table, as the sink cuts them (a partition's offset range each)."""
+    for role, records in (("first_exposures", history.exposures), ("attributed_conversions", history.conversions)):
+        spec, offset = TABLES[role], 0
+        while offset < len(records):
+            size = rnd.randint(1, 200)
+            rows = [spec.row(r, 0, offset + i) for i, r in enumerate(records[offset : offset + size])]
+            yield spec.table, rows, f"{role}/0/{offset}-{offset + len(rows) - 1}"
+            offset += len(rows)
+
+
+def deliver(client: Any, aggregates: UnitAggregates, history: History, seed: int, *, prefix: str = "") -> None:
+    for table, rows, token in batches(history, random.Random(seed)):
+        spec = next(s for s in TABLES.values() if s.table == table)
+        client.insert(
+            table, rows, column_names=spec.insert_columns, settings={"insert_deduplication_token": prefix + token}
+        )
+        aggregates.after_insert(table, rows, token=prefix + token)
+
+
+@pytest.fixture
+def store(clickhouse: Any) -> Any:
+    migrate(clickhouse)
+    return clickhouse
+
+
+def test_the_aggregates_equal_the_brute_force_reference(store: Any) -> None:
+    store.insert(
+        "experiment_definitions",
+        [definition_row(METRICS)],
+        column_names=TABLES["experiment_definitions"].insert_columns,
+    )
+    history = build_history(seed=1, units=1500)
+
+    deliver(store, UnitAggregates(store), history, seed=2)
+
+    want = reference(history, METRICS)
+    assert stored(store) == want
+    assert {metric for metric, _ in want["metrics"]} == {BUILTIN_METRIC, *(s.key for s in SPECS)}
+
+
+def test_replays_and_reemissions_at_new_offsets_move_no_number(store: Any) -> None:
+    store.insert(
+        "experiment_definitions",
+        [definition_row(METRICS)],
+        column_names=TABLES["experiment_definitions"].insert_columns,
+    )
+    history = build_history(seed=3, units=800)
+    aggregates = UnitAggregates(store)
+    deliver(store, aggregates, history, seed=4)
+    before = stored(store)
+
+    deliver(store, aggregates, history, seed=4)  # the sink replays the same ranges
+    deliver(store, UnitAggregates(store), history, seed=5, prefix="reemitted/")  # the jobs re-emit, cut otherwise
+
+    assert stored(store) == before == reference(history, METRICS)
+
+
+def test_a_later_delivery_of_a_conversion_replaces_the_first_in_the_aggregates(store: Any) -> None:
+    """A re-emitted conversion whose late flag differs: the aggregates follow the row the detail keeps."""
+    history = build_history(seed=6, units=400)
+    aggregates = UnitAggregates(store)
+    deliver(store, aggregates, history, seed=7)
+    flipped = History([], [{**c, "late": not c["late"]} for c in history.conversions[:150]])
+
+    deliver(store, aggregates, flipped, seed=8, prefix="again/")
+
+    merged = History(history.exposures, history.conversions + flipped.conversions)
+    assert stored(store) == reference(merged, ExperimentMetrics())
+
+
+class CrashingClient:
+    """A client whose first insert into ``table`` fails after the statistics went in (a crash between the two)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client, self._table, self.crashed = client, table, 0
+
+    def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        if table == self._table and not self.crashed:
+            self.crashed += 1
+            raise ConnectionError(f"crashed before inserting into {table}")
+        return self._client.insert(table, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("table", ["metric_units", "exposure_units"])
+def test_a_crash_between_the_statistics_and_the_unit_states_is_retried_exactly(store: Any, table: str) -> None:
+    store.insert(
+        "experiment_definitions",
+        [definition_row(METRICS)],
+        column_names=TABLES["experiment_definitions"].insert_columns,
+    )
+    history = build_history(seed=9, units=300)
+    crashing = CrashingClient(store, table)
+    aggregates = UnitAggregates(crashing)
+
+    for table_name, rows, token in batches(history, random.Random(10)):
+        spec = next(s for s in TABLES.values() if s.table == table_name)
+        store.insert(table_name, rows, column_names=spec.insert_columns, settings={"insert_deduplication_token": token})
+        try:
+            aggregates.after_insert(table_name, rows, token=token)
+        except ConnectionError:  # the sink retries the same batch, with the same token
+            aggregates = UnitAggregates(store)
+            aggregates.after_insert(table_name, rows, token=token)
+
+    assert crashing.crashed == 1
+    assert stored(store) == reference(history, METRICS)
+
+
+def test_a_definition_that_arrives_after_its_conversions_is_computed_over_every_unit(store: Any) -> None:
+    history = build_history(seed=11, units=600)
+    aggregates = UnitAggregates(store)
+    deliver(store, aggregates, history, seed=12)
+    assert {metric for metric, _ in stored(store)["metrics"]} == {BUILTIN_METRIC}
+
+    store.insert(
+        "experiment_definitions",
+        [definition_row(METRICS)],
+        column_names=TABLES["experiment_definitions"].insert_columns,
+    )
+    aggregates.after_insert("experiment_definitions", [definition_row(METRICS)], token="definitions/0/0-0")
+    late = History([], [_conversion(random.Random(13), history.exposures[0])])
+    deliver(store, aggregates, late, seed=14, prefix="late/")
+
+    merged = History(history.exposures, history.conversions + late.conversions)
+    assert stored(store) == reference(merged, METRICS)
+
+
+def test_a_store_older_than_the_aggregates_is_counted_whole_on_the_first_batch(store: Any) -> None:
+    """First exposures and conversions inserted before the sink kept aggregates (an upgraded store)."""
+    history = build_history(seed=15, units=700)
+    spec = TABLES["first_exposures"]
+    older = [spec.row(r, 0, i) for i, r in enumerate(history.exposures)]
+    store.insert(spec.table, older, column_names=spec.insert_columns)
+    conversions = TABLES["attributed_conversions"]
+    rows = [conversions.row(r, 0, i) for i, r in enumerate(history.conversions)]
+    store.insert(conversions.table, rows, column_names=conversions.insert_columns)
+
+    aggregates = UnitAggregates(store)
+    aggregates.after_insert(spec.table, older[:1], token="first_exposures/0/0-0")
+    aggregates.after_insert(conversions.table, rows[:1], token="attributed_conversions/0/0-0")
+
+    assert stored(store) == reference(history, ExperimentMetrics())
