@@ -16,6 +16,8 @@ GrowthBook's frequentist engine, so numbers can be checked against it:
   the pooled z-test of ``stats.two_proportion_p_value``, which the ``experiment_report`` view keeps.
   One p-value serves both lifts: ``t == c`` is the same null. (GrowthBook tests the relative lift on
   its own delta-method scale, so its relative p-value can differ slightly.)
+- :func:`adjust_p_values`: Holm or Benjamini-Hochberg across a family of p-values.
+- :func:`worse`: whether a guardrail moved significantly in its bad direction.
 
 Degenerate inputs give None instead of raising: an estimate needs two units (and a ratio a non-zero
 denominator sum); a comparison where neither group has any spread has no test; a control at 0 has no
@@ -30,10 +32,11 @@ relative lift.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from schemas.metrics import Correction, Direction
 from sinks.stats import Z95, Interval
 
 try:
@@ -45,9 +48,11 @@ __all__ = [
     "Comparison",
     "Estimate",
     "Moments",
+    "adjust_p_values",
     "compare",
     "mean_estimate",
     "ratio_estimate",
+    "worse",
 ]
 
 
@@ -190,3 +195,55 @@ def compare(treatment: Estimate, control: Estimate, *, alpha: float = 0.05) -> C
     p_value = 2 * float(stdtr(df, -abs(diff) / se))
     absolute = Interval(diff, diff - quantile * se, diff + quantile * se)
     return Comparison(absolute, _relative(treatment, control, quantile), p_value, df)
+
+
+def worse(comparison: Comparison, direction: Direction, alpha: float = 0.05) -> bool:
+    """Whether a guardrail moved significantly the bad way: ``p < alpha`` and the lift against ``direction``.
+
+    Uses the comparison's own p-value; pass ``comparison._replace(p_value=adjusted)`` to use a corrected one.
+    """
+    if comparison.p_value is None or comparison.absolute is None or comparison.p_value >= alpha:
+        return False
+    lift = comparison.absolute.estimate
+    return lift < 0 if direction == "increase" else lift > 0
+
+
+def _holm(ordered: Sequence[float]) -> list[float]:
+    """Holm step-down on ascending p-values: ``max_{j<=i} min(1, (m - j) p_j)``."""
+    m, running, out = len(ordered), 0.0, []
+    for rank, p in enumerate(ordered):
+        running = max(running, min(1.0, (m - rank) * p))
+        out.append(running)
+    return out
+
+
+def _benjamini_hochberg(ordered: Sequence[float]) -> list[float]:
+    """BH step-up on ascending p-values: ``min_{j>=i} min(1, m p_j / j)`` (ranks from 1)."""
+    m, running, out = len(ordered), 1.0, [0.0] * len(ordered)
+    for rank in reversed(range(m)):
+        running = min(running, m * ordered[rank] / (rank + 1))
+        out[rank] = running
+    return out
+
+
+_METHODS = {"holm": _holm, "benjamini-hochberg": _benjamini_hochberg}
+
+
+def adjust_p_values(p: Sequence[float | None], method: Correction) -> list[float | None]:
+    """Correct a family of p-values for multiple testing; Nones stay None and do not count in m.
+
+    >>> adjust_p_values([0.01, None, 0.04], "holm")
+    [0.02, None, 0.04]
+    """
+    if method != "none" and method not in _METHODS:
+        raise ValueError(f"adjust_p_values: unknown method {method!r} (none, holm, benjamini-hochberg)")
+    bad = [v for v in p if v is not None and not 0 <= v <= 1]
+    if bad:
+        raise ValueError(f"adjust_p_values: p-values lie in [0, 1], got {bad}")
+    adjusted = list(p)
+    if method == "none":
+        return adjusted
+    present = sorted((v, i) for i, v in enumerate(p) if v is not None)
+    for (_, i), value in zip(present, _METHODS[method]([v for v, _ in present]), strict=True):
+        adjusted[i] = value
+    return adjusted

@@ -11,18 +11,22 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 from statsmodels.stats import proportion as smp
+from statsmodels.stats.multitest import multipletests
 
+from schemas.metrics import Correction, Direction
 from sinks.metric_stats import (
     Comparison,
     Estimate,
     Moments,
+    adjust_p_values,
     compare,
     mean_estimate,
     ratio_estimate,
+    worse,
 )
 from sinks.stats import relative_lift, wald_interval
 
@@ -291,3 +295,59 @@ def test_equal_groups_have_p_value_1() -> None:
     got = compare(estimate, estimate)
     assert got.p_value == pytest.approx(1.0)
     assert got.absolute is not None and got.absolute.estimate == 0
+
+
+# Multiple testing
+
+p_values = st.lists(st.one_of(st.none(), st.floats(0, 1), st.sampled_from([0.0, 0.01, 0.05, 1.0])), max_size=20)
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("holm", "holm"), ("benjamini-hochberg", "fdr_bh")])
+@settings(max_examples=25, deadline=None)  # statsmodels' holm runs a full gc.collect() per call: slow
+@given(p=p_values)
+def test_adjust_p_values_is_statsmodels_multipletests(ours: Correction, theirs: str, p: list[float | None]) -> None:
+    present = [v for v in p if v is not None]
+    expected = iter(multipletests(present, method=theirs)[1].tolist() if present else [])
+
+    got = adjust_p_values(p, ours)
+
+    assert [v is None for v in got] == [v is None for v in p]
+    assert [v for v in got if v is not None] == pytest.approx(list(expected), rel=1e-12, abs=1e-300)
+
+
+@given(p=p_values)
+def test_no_adjustment_passes_p_values_through(p: list[float | None]) -> None:
+    assert adjust_p_values(p, "none") == p
+
+
+def test_adjust_p_values_refuses_what_is_not_a_p_value() -> None:
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got \[1.5\]"):
+        adjust_p_values([0.1, None, 1.5], "holm")
+    with pytest.raises(ValueError, match="unknown method 'bonferroni'"):
+        adjust_p_values([0.1], "bonferroni")  # type: ignore[arg-type]
+
+
+# Guardrails
+
+
+def _lift(shift: float, seed: int = 2) -> Comparison:
+    rng = np.random.default_rng(seed)
+    return compare(_estimate(rng.normal(shift, 1.0, 500)), _estimate(rng.normal(0.0, 1.0, 500)))
+
+
+@pytest.mark.parametrize(
+    ("shift", "direction", "expected"),
+    [(-0.5, "increase", True), (0.5, "increase", False), (0.5, "decrease", True), (-0.5, "decrease", False)],
+)
+def test_a_guardrail_is_worse_when_it_moves_significantly_the_bad_way(
+    shift: float, direction: Direction, expected: bool
+) -> None:
+    assert worse(_lift(shift), direction, alpha=0.05) is expected
+
+
+def test_an_insignificant_or_untestable_guardrail_is_not_worse() -> None:
+    small = _lift(-0.05)
+    assert small.p_value is not None and small.p_value > 0.05
+    assert not worse(small, "increase")
+    assert not worse(Comparison(None, None, None, None), "increase")
+    assert worse(small._replace(p_value=0.01), "increase")
