@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from abstream.errors import ClickHouseLockedError, ReportError
+from schemas.metrics import ExperimentMetrics
 from sinks.endpoint import get_json, read_endpoint
+from sinks.metric_report import metric_results
 from sinks.settings import MultiVariantPolicy
 
 __all__ = ["fetch_report", "load_report", "render_text"]
@@ -43,11 +45,21 @@ _BOOLEANS = frozenset({"defined", "is_control", "srm_flag"})
 SRM_ALPHA = 0.001
 
 
-def fetch_report(client: Any, experiment: str | None, *, policy: MultiVariantPolicy) -> dict[str, Any]:
-    """The report of ``experiment`` (every experiment when None) from a ClickHouse client."""
+def fetch_report(
+    client: Any, experiment: str | None, *, policy: MultiVariantPolicy, metric: str | None = None
+) -> dict[str, Any]:
+    """The report of ``experiment`` (every experiment when None) from a ClickHouse client.
+
+    ``metric`` keeps only that metric of the experiment's (ReportError listing them when it has no such one).
+    """
     params = {"policy": policy, "experiment": experiment or ""}
     try:
         rows = list(client.query(_SQL, parameters=params).named_results())
+        experiments = _experiments(rows)
+        for key, entry in experiments.items():
+            entry["metrics"] = _metrics(client, key, entry, policy, metric)
+    except ReportError:
+        raise
     except Exception as exc:
         raise ReportError(_explain(exc)) from exc
     if experiment and not rows:
@@ -55,8 +67,29 @@ def fetch_report(client: Any, experiment: str | None, *, policy: MultiVariantPol
             f"no data for experiment {experiment!r}: no first exposure or definition has reached the sink"
         )
     if experiment:
-        return {"experiments": _experiments(rows)}
-    return {"experiments": _experiments(rows), "unattributed_events": _unattributed(client)}
+        return {"experiments": experiments}
+    return {"experiments": experiments, "unattributed_events": _unattributed(client)}
+
+
+_METRICS_SQL = """
+SELECT argMax(metrics, (revision, published_ts)) FROM experiment_definitions WHERE key = {experiment:String}
+"""
+
+
+def _metrics(
+    client: Any, key: str, entry: Mapping[str, Any], policy: MultiVariantPolicy, only: str | None
+) -> list[dict[str, Any]]:
+    """The experiment's metrics (its latest revision's), from the aggregates; ``only`` selects one."""
+    rows = client.query(_METRICS_SQL, parameters={"experiment": key}).result_rows
+    block = ExperimentMetrics.from_json(rows[0][0] if rows else "")
+    results = metric_results(client, key, block, control=entry["control"], policy=policy)
+    if only is None:
+        return results
+    chosen = [m for m in results if m["key"] == only]
+    if not chosen:
+        known = ", ".join(m["key"] for m in results) or "none"
+        raise ReportError(f"experiment {key!r} has no metric {only!r}; its metrics: {known}")
+    return chosen
 
 
 _UNATTRIBUTED_SQL = "SELECT reason, sum(events) AS events FROM unattributed_event_counts GROUP BY reason"
@@ -74,7 +107,13 @@ def _unattributed(client: Any) -> dict[str, int]:
 
 
 def load_report(
-    *, url: str, database: str, endpoint_file: Path, experiment: str | None, policy: MultiVariantPolicy
+    *,
+    url: str,
+    database: str,
+    endpoint_file: Path,
+    experiment: str | None,
+    policy: MultiVariantPolicy,
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """Query the store directly, or through the running sink that holds the embedded store."""
     from sinks.clickhouse import connect
@@ -86,8 +125,8 @@ def load_report(
         if endpoint is None or endpoint.pid != exc.pid:
             raise ReportError(f"{exc} No running sink API is recorded for that pid in {endpoint_file}.") from None
         path = "/api/report" + (f"/{urllib.parse.quote(experiment, safe='')}" if experiment else "")
-        return dict(get_json(endpoint, path, {"policy": policy}))
-    return fetch_report(client, experiment, policy=policy)
+        return dict(get_json(endpoint, path, {"policy": policy} | ({"metric": metric} if metric else {})))
+    return fetch_report(client, experiment, policy=policy, metric=metric)
 
 
 def _explain(exc: Exception) -> str:
@@ -132,7 +171,57 @@ def _render_experiment(key: str, e: Mapping[str, Any]) -> str:
     lines = [f"{key} (revision {e['revision']}, control {e['control']}, multi-variant units: {e['policy']})"]
     lines += [f"  {name}: {_render_variant(v)}" for name, v in e["variants"].items()]
     lines += [f"  {_render_srm(e)}", f"  {_render_health(e)}"]
+    for metric in e.get("metrics", []):
+        lines += _render_metric(metric)
     return "\n".join(lines)
+
+
+def _describe(m: Mapping[str, Any]) -> str:
+    events = "/".join(m["events"])
+    what = {
+        "proportion": f"units with a {events}",
+        "mean": f"{'events' if m['aggregation'] == 'count' else 'value'} of {events} per unit",
+        "ratio": f"{'value' if m['aggregation'] == 'sum' else 'count'} of {events} per denominator",
+    }[m["type"]]
+    cap = m["cap"] or {}
+    capped = f", capped at {cap['value']:g}" if "value" in cap else ""
+    capped = capped or (f", capped at the p{cap['percentile'] * 100:g} unit" if "percentile" in cap else "")
+    bad = ", decrease is better" if m["direction"] == "decrease" else ""
+    return f"{m['key']} [{m['role']}{bad}] {m['title']}: {m['type']}, {what}{capped}"
+
+
+def _render_metric(m: Mapping[str, Any]) -> list[str]:
+    head = f"  {_describe(m)}" + ("  GUARDRAIL FAILED: significantly worse" if m["guardrail_failed"] else "")
+    if not m["has_data"]:
+        units = ", ".join(f"{name}: {v['units']} units" for name, v in m["variants"].items())
+        return [head, f"    no data yet ({units or 'no units'})"]
+    return [head, *(f"    {name}: {_render_metric_variant(m, v)}" for name, v in m["variants"].items())]
+
+
+def _render_metric_variant(m: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    if m["type"] == "proportion":
+        text = f"{v['units']} units, {v['nonzero_units']} converted, "
+        text += "Conv=n/a" if v["value"] is None else f"Conv={v['value'] * 100:.2f} +- {v['ci_half_width'] * 100:.2f}%"
+    else:
+        label = "ratio" if m["type"] == "ratio" else "mean"
+        text = f"{v['units']} units, {label} " + (
+            "n/a" if v["value"] is None else f"{v['value']:.4g} [{v['ci_low']:.4g}, {v['ci_high']:.4g}]"
+        )
+    if v["is_control"]:
+        return text + " (control)"
+    lift = v["lift"]
+    if lift is None:
+        return text
+    if lift["relative"] is not None:
+        text += f", lift {lift['relative'] * 100:+.1f}% [{lift['relative_ci_low'] * 100:+.1f}%, "
+        text += f"{lift['relative_ci_high'] * 100:+.1f}%]"
+    elif lift["absolute"] is not None:
+        text += f", diff {lift['absolute']:+.4g} [{lift['absolute_ci_low']:+.4g}, {lift['absolute_ci_high']:+.4g}]"
+    if lift["p_value"] is not None:
+        text += f", p={lift['p_value']:.4g}"
+        if lift["p_value_adjusted"] != lift["p_value"]:
+            text += f" (adjusted {lift['p_value_adjusted']:.4g})"
+    return text
 
 
 def _render_variant(v: Mapping[str, Any]) -> str:

@@ -31,7 +31,7 @@ from sinks.settings import MultiVariantPolicy
 
 __all__ = ["DASHBOARD", "HEALTH", "REPORT", "ApiServer", "build_app"]
 
-ReportSource = Callable[[str | None, MultiVariantPolicy], dict[str, Any]]
+ReportSource = Callable[[str | None, MultiVariantPolicy, str | None], dict[str, Any]]
 REPORT: web.AppKey[ReportSource] = web.AppKey("report")
 HEALTH: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("health")
 DASHBOARD: web.AppKey[DashboardSource] = web.AppKey("dashboard")
@@ -95,7 +95,8 @@ async def _answer(query: Callable[..., dict[str, Any]], *args: Any) -> web.Respo
 
 
 async def _report(request: web.Request) -> web.Response:
-    return await _answer(request.app[REPORT], request.match_info.get("experiment"), _policy(request))
+    experiment, metric = request.match_info.get("experiment"), request.query.get("metric")
+    return await _answer(request.app[REPORT], experiment, _policy(request), metric)
 
 
 async def _dashboard(request: web.Request) -> web.Response:

@@ -123,8 +123,8 @@ def run_sink(settings: SinkSettings, *, bootstrap: str, stop: threading.Event, u
         server.stop()
 
 
-def _report(client: Any, experiment: str | None, policy: Any) -> dict[str, Any]:
-    return fetch_report(client, experiment, policy=policy)
+def _report(client: Any, experiment: str | None, policy: Any, metric: str | None = None) -> dict[str, Any]:
+    return fetch_report(client, experiment, policy=policy, metric=metric)
 
 
 def _health(worker: SinkWorker) -> dict[str, Any]:

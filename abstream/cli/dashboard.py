@@ -100,8 +100,8 @@ def _serve(settings: SinkSettings, host: str, port: int, *, record: bool) -> Non
     console.print("abstream dashboard: stopped")
 
 
-def _report(fetch: Any, client: Any, experiment: str | None, policy: Any) -> dict[str, Any]:
-    return dict(fetch(client, experiment, policy=policy))
+def _report(fetch: Any, client: Any, experiment: str | None, policy: Any, metric: str | None = None) -> dict[str, Any]:
+    return dict(fetch(client, experiment, policy=policy, metric=metric))
 
 
 def register(root: typer.Typer) -> None:

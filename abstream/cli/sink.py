@@ -67,10 +67,16 @@ def report(
         str | None,
         typer.Option(help="Multi-variant units: exclude or first_seen (default ABSTREAM_MULTI_VARIANT_POLICY)."),
     ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Show only this metric of the experiment's (needs EXPERIMENT).")
+    ] = None,
 ) -> None:
-    """Per variant: units, conversions, rate with 95% CI, lift and p-value vs control; SRM and health."""
+    """Per metric (primary first) and variant: the estimate with its 95% CI, lift and p-value vs control;
+    the conversion counts, SRM and health."""
     from sinks.report import load_report, render_text
 
+    if metric is not None and experiment is None:
+        raise typer.BadParameter("--metric needs an EXPERIMENT: metrics belong to an experiment", param_hint="--metric")
     overrides: dict[str, Any] = {"multi_variant_policy": policy} if policy else {}
     settings = SinkSettings(**overrides)
     body = load_report(
@@ -79,6 +85,7 @@ def report(
         endpoint_file=settings.endpoint_file,
         experiment=experiment,
         policy=settings.multi_variant_policy,
+        metric=metric,
     )
     if as_json:
         typer.echo(json.dumps(body, indent=2, default=str))

@@ -308,3 +308,58 @@ def test_a_store_older_than_the_aggregates_is_counted_whole_on_the_first_batch(s
     aggregates.after_insert(conversions.table, rows[:1], token="attributed_conversions/0/0-0")
 
     assert stored(store) == reference(history, ExperimentMetrics())
+
+
+def unit_values(history: History, metrics: ExperimentMetrics, skip: set[str]) -> dict[str, dict[str, list[Any]]]:
+    """metric -> variant -> every exposed unit's (x, y), zeros included: what a notebook would compute."""
+    variant_of = {e["unit_id"]: e["variant"] for e in history.exposures}
+    latest = {c["event_id"]: c for c in history.conversions}
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in latest.values():
+        events[c["unit_id"]].append(c)
+    out: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for unit, variant in variant_of.items():
+        if unit not in skip:
+            for _, spec in metrics.in_order():
+                out[spec.key][variant].append(_value(spec, events[unit]))
+    return out
+
+
+@pytest.mark.parametrize("policy", ["first_seen", "exclude"])
+def test_the_readout_from_the_aggregates_equals_numpy_and_scipy_on_the_units(store: Any, policy: str) -> None:
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from schemas.models import AssignmentFlag
+    from sinks.metric_report import metric_results
+
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
+    history = build_history(seed=16, units=1200)
+    deliver(store, UnitAggregates(store), history, seed=17)
+    switched = {e["unit_id"] for e in history.exposures[::37]}
+    spec = TABLES["variant_switches"]
+    flags = [
+        AssignmentFlag(
+            event_id=uuid.uuid4(), experiment=EXPERIMENT, revision=1, unit_type="user_id", unit_id=unit,
+            logged_variant="B", expected_variant="A", reason="multiple_variants", detail="seen A, B",
+            variants_seen=["A", "B"], exposure_ts=BASE_TS, flagged_ts=BASE_TS,
+        ).to_avro()
+        for unit in sorted(switched)
+    ]  # fmt: skip
+    store.insert(spec.table, [spec.row(f, 0, i) for i, f in enumerate(flags)], column_names=spec.insert_columns)
+
+    results = metric_results(store, EXPERIMENT, METRICS, control="A", policy=policy)  # type: ignore[arg-type]
+
+    truth = unit_values(history, METRICS, switched if policy == "exclude" else set())
+    assert [m["key"] for m in results] == ["buyers", "revenue", "order_value", "blue_clicks"]
+    for metric in results:
+        for variant, got in metric["variants"].items():
+            x, y = (np.array(v) for v in zip(*truth[metric["key"]][variant], strict=True))
+            assert got["units"] == len(x)
+            want = x.sum() / y.sum() if metric["type"] == "ratio" else x.mean()
+            assert got["value"] == pytest.approx(want, rel=1e-9)
+            if metric["type"] == "mean" and variant != "A":
+                control = np.array([v[0] for v in truth[metric["key"]]["A"]])
+                welch = scipy_stats.ttest_ind(x, control, equal_var=False)
+                assert got["lift"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)

@@ -210,10 +210,11 @@ def test_answers_are_reused_for_the_ttl_then_recomputed() -> None:
     first = data.experiment("moon_mars", "exclude")
     asked = client.queries
     assert data.experiment("moon_mars", "exclude") is first and client.queries == asked
-    data.experiment("moon_mars", "first_seen")
-    assert client.queries == 2 * asked
+    data.experiment("moon_mars", "first_seen")  # another policy is another answer
+    assert client.queries > asked
+    after = client.queries
     now[0] += 2.5
-    assert data.experiment("moon_mars", "exclude") is not first and client.queries == 3 * asked
+    assert data.experiment("moon_mars", "exclude") is not first and client.queries == after + asked
 
 
 def test_a_store_without_the_timeline_view_says_to_migrate() -> None:

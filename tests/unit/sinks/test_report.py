@@ -46,11 +46,12 @@ class FakeClient:
         self.parameters: dict[str, Any] = {}
 
     def query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        rows: list[dict[str, Any]] = []  # the metrics' aggregates: none in these tests
         if "unattributed_event_counts" in sql:
             rows = self.unattributed
-        else:
+        elif "experiment_report" in sql:
             self.parameters, rows = parameters, self.rows
-        return type("Result", (), {"named_results": lambda _self: iter(rows)})()
+        return type("Result", (), {"named_results": lambda _self: iter(rows), "result_rows": []})()
 
 
 ROWS = [view_row("Moon", 510, 51, None), view_row("Mars", 490, 95, (51, 510))]
@@ -117,10 +118,12 @@ def test_a_flagged_srm_says_so() -> None:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[SinkEndpoint, Path]]:
-    def report(experiment: str | None, policy: str) -> dict[str, Any]:
+    def report(experiment: str | None, policy: str, metric: str | None) -> dict[str, Any]:
         if experiment == "nope":
             raise ReportError("no data for experiment 'nope'")
-        return {"experiments": {experiment or "all": {"policy": policy}}}
+        if metric == "nope":
+            raise ReportError(f"experiment {experiment!r} has no metric 'nope'; its metrics: revenue")
+        return {"experiments": {experiment or "all": {"policy": policy, "metric": metric}}}
 
     server = ApiServer(build_app(report=report, health=lambda: {"idle": True}), host="127.0.0.1", port=0)
     endpoint = SinkEndpoint(os.getpid(), "127.0.0.1", server.start(), "chdb:///x", "abstream")
@@ -134,10 +137,15 @@ def api(tmp_path: Path) -> Iterator[tuple[SinkEndpoint, Path]]:
 def test_the_api_serves_reports_health_and_errors(api: tuple[SinkEndpoint, Path]) -> None:
     endpoint, _ = api
 
-    assert get_json(endpoint, "/api/report/moon_mars", {}) == {"experiments": {"moon_mars": {"policy": "exclude"}}}
-    assert get_json(endpoint, "/api/report", {"policy": "first_seen"}) == {
-        "experiments": {"all": {"policy": "first_seen"}}
+    assert get_json(endpoint, "/api/report/moon_mars", {}) == {
+        "experiments": {"moon_mars": {"policy": "exclude", "metric": None}}
     }
+    assert get_json(endpoint, "/api/report", {"policy": "first_seen"}) == {
+        "experiments": {"all": {"policy": "first_seen", "metric": None}}
+    }
+    assert get_json(endpoint, "/api/report/x", {"metric": "revenue"})["experiments"]["x"]["metric"] == "revenue"
+    with pytest.raises(ReportError, match="has no metric 'nope'; its metrics: revenue"):
+        get_json(endpoint, "/api/report/x", {"metric": "nope"})
     with urllib.request.urlopen(f"{endpoint.base_url}/healthz", timeout=10) as response:
         assert json.load(response) == {"status": "ok", "idle": True}
     with pytest.raises(ReportError, match="no data for experiment 'nope'"):
@@ -157,8 +165,12 @@ def test_report_goes_through_the_sink_that_holds_the_store(
     monkeypatch.setattr(sinks.clickhouse, "connect", locked)
 
     body = load_report(url="chdb:///x", database="abstream", endpoint_file=file, experiment="a b", policy="exclude")
+    chosen = load_report(
+        url="chdb:///x", database="abstream", endpoint_file=file, experiment="a b", policy="exclude", metric="m"
+    )
 
-    assert body == {"experiments": {"a b": {"policy": "exclude"}}}
+    assert body == {"experiments": {"a b": {"policy": "exclude", "metric": None}}}
+    assert chosen == {"experiments": {"a b": {"policy": "exclude", "metric": "m"}}}
     remove_endpoint(file, endpoint.pid + 1)  # another pid's file is left alone
     assert read_endpoint(file) == endpoint
     with pytest.raises(ReportError, match="No running sink API is recorded"):
