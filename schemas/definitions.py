@@ -50,7 +50,8 @@ from pydantic import (
 
 from abstream.errors import DefinitionError
 from schemas._definition_rules import EXTERNAL, Problems, consistency_problems, normalised_params
-from schemas._definition_yaml import describe_errors, read_yaml
+from schemas._definition_yaml import describe_errors, read_yaml, yaml_files
+from schemas.durations import format_duration, parse_duration
 from schemas.hashing import SCHEMES
 from schemas.models import ExperimentDefinition, Variant
 
@@ -72,33 +73,7 @@ SCHEME_NAMES: tuple[str, ...] = (*SCHEMES, EXTERNAL)
 """Every scheme a definition may name."""
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-_UNIT_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
 _INT32 = 2**31
-_INT64 = 2**63
-
-
-def parse_duration(value: object) -> int:
-    """Milliseconds from ``"7d"``, ``"24h"``, ``"1h30m"``, ``"500ms"`` or a whole number of seconds."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < _INT64 // 1000:
-        return value * 1000
-    if isinstance(value, str):
-        text = value.replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        total = sum(int(n) * _UNIT_MS[unit] for n, unit in parts)
-        if parts and "".join(n + unit for n, unit in parts) == text and 0 < total < _INT64:
-            return total
-    raise ValueError(f"{value!r} is not a positive duration; write e.g. 7d, 24h, 90m, 1h30m or a number of seconds")
-
-
-def format_duration(millis: int) -> str:
-    """The shortest ``parse_duration`` spelling of ``millis``: 604800000 gives ``"7d"``."""
-    out, left = [], millis
-    for unit, size in _UNIT_MS.items():
-        if unit != "w" and left >= size:
-            out.append(f"{left // size}{unit}")
-            left %= size
-    return "".join(out) or "0ms"
 
 
 def _not_a_bare_date(value: object) -> object:
@@ -255,7 +230,7 @@ def load_definitions(paths: Path | Iterable[Path]) -> dict[str, Definition]:
     """
     problems: list[tuple[str, str]] = []
     found: dict[str, tuple[Path, Definition]] = {}
-    for path in _definition_files(paths):
+    for path in yaml_files(paths, "definition"):
         try:
             definition = load_definition(path)
         except DefinitionError as exc:
@@ -268,18 +243,3 @@ def load_definitions(paths: Path | Iterable[Path]) -> dict[str, Definition]:
     if problems:
         raise DefinitionError(problems)
     return {key: definition for key, (_, definition) in found.items()}
-
-
-def _definition_files(paths: Path | Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in [paths] if isinstance(paths, Path) else list(paths):
-        if path.is_dir():
-            listed = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not listed:
-                raise DefinitionError([(str(path), "holds no *.yaml definition files")])
-            files += listed
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DefinitionError([(str(path), "no such file or directory")])
-    return files
