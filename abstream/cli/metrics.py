@@ -45,7 +45,7 @@ def default_metrics_dir() -> Path:
 def _validate(paths: PathsArgument = None) -> None:
     """Check metric files: one ok line per metric, or every problem on stderr (exit 1)."""
     for spec in _load(paths).values():
-        typer.echo(f"{spec.key} r{spec.revision} ({describe_metric(spec)})  ok")
+        typer.echo(f"{spec.key} r{spec.revision} ({_describe(spec)})  ok")
 
 
 @app.command("list")
@@ -79,7 +79,7 @@ def _show(
         typer.echo(line)
 
 
-def describe_metric(spec: MetricSpec) -> str:
+def _describe(spec: MetricSpec) -> str:
     """One line: ``proportion of reserve_click``, ``ratio of sum(purchase.value) / count(purchase)``, ..."""
     if spec.type == "ratio" and spec.denominator is not None:
         what = f"{_side(spec.numerator)} / {_side(spec.denominator)}"
