@@ -1,7 +1,7 @@
 """The metric catalog: metrics as people write them in ``deploy/metrics/*.yaml``, checked precisely.
 
 A file holds one metric (a mapping) or several (a list of mappings). A proportion or a mean names its
-events at the top level; a ratio has a ``numerator`` and a ``denominator`` of the same shape::
+events at the top level::
 
     key: reserve_click
     title: Reserve your spot clicks
@@ -10,13 +10,15 @@ events at the top level; a ratio has a ``numerator`` and a ``denominator`` of th
     filter: {btn_type: [Moon, Mars]}     # optional: {prop: value}, {prop: [a, b]} or {prop: {in: [a, b]}}
     window: 1d                           # optional, at most the experiment's attribution_window
     direction: increase                  # increase (default) | decrease: which way is better
-    ---
-    key: revenue_per_order
-    title: Revenue per order
-    type: ratio
-    numerator: {events: purchase, aggregation: sum}   # aggregation: count (default) | sum of value
-    denominator: {events: purchase}
-    cap: 1000                            # or cap: {percentile: 0.99}; mean and ratio only
+
+a ratio has a ``numerator`` and a ``denominator`` of the same shape::
+
+    - key: revenue_per_order
+      title: Revenue per order
+      type: ratio
+      numerator: {events: purchase, aggregation: sum}   # aggregation: count (default) | sum of value
+      denominator: {events: purchase}
+      cap: 1000                          # or cap: {percentile: 0.99}; mean and ratio only
 
 ``revision`` (default 1) and ``description`` are optional; a mean takes ``aggregation`` at the top
 level. :func:`load_metrics` gives the canonical :class:`~schemas.metrics.MetricSpec` of every metric,

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from abstream.cli import app
+from abstream.cli import experiments as experiments_cli
+from abstream.cli.experiments import default_definitions_dir
 from abstream.cli.metrics import default_metrics_dir
+from deploy.definitions_topic import DefinitionStore
+from schemas.definitions import load_definitions
 from tests.unit.experiments.base import BASE, write
 
 runner = CliRunner()
@@ -129,3 +134,16 @@ def test_experiments_validate_against_a_previous_catalog_reports_the_changed_met
         "analysis: metrics.signup: 'r1' → 'r1' (its definition changed (window_ms); the readout changes)"
         in result.stdout
     )
+
+
+def test_experiments_show_prints_the_metrics_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    moon_mars = load_definitions(default_definitions_dir())["moon_mars"].to_record()
+    store = DefinitionStore({(moon_mars.key, moon_mars.revision): moon_mars})
+    monkeypatch.setattr(experiments_cli, "_store", lambda bootstrap=None: store)
+
+    result = runner.invoke(app, ["experiments", "show", "moon_mars"])
+
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["metrics"]["primary"] == ["reserve_click"] and shown["metrics"]["guardrails"] == ["bounce"]
+    assert shown["metrics"]["definitions"]["revenue_per_order"]["type"] == "ratio"
