@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from abstream.errors import SchemeParamsError
+from schemas.durations import format_duration
 from schemas.hashing import SHA256_WEIGHTS, assigner
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def consistency_problems(definition: Definition, params: Mapping[str, Any]) -> l
         *_chosen_variant_problems(definition, names),
         *_window_problems(definition),
         *_dedupe_problems(definition),
+        *_metric_window_problems(definition),
         *([] if variants else _scheme_problems(definition.scheme, params, names)),  # sha256 params need the variants
     ]
 
@@ -105,6 +107,23 @@ def _dedupe_problems(definition: Definition) -> list[Problem]:
     if definition.dedupe != "window" and definition.dedupe_window_ms is not None:
         return [("dedupe_window", "applies only with dedupe: window; remove it or set dedupe: window")]
     return []
+
+
+def _metric_window_problems(definition: Definition) -> list[Problem]:
+    """A metric may narrow the attribution window, never widen it: the jobs attribute nothing beyond it."""
+    block, window = definition.metrics, definition.attribution_window_ms
+    problems = []
+    for role in ("primary", "secondary", "guardrails"):
+        for i, key in enumerate(getattr(block, role)):
+            own = block.definitions[key].window_ms
+            if own is not None and own > window:
+                message = (
+                    f"metric {key!r} has window {format_duration(own)}, longer than the attribution_window "
+                    f"{format_duration(window)}: the stream jobs attribute no event beyond the experiment's "
+                    "window; shorten the metric's window or lengthen attribution_window"
+                )
+                problems.append((f"metrics.{role}[{i}]", message))
+    return problems
 
 
 def _scheme_problems(scheme: str, params: Mapping[str, Any], names: list[str]) -> list[Problem]:

@@ -6,7 +6,7 @@ silently win. The loader here refuses duplicates, naming both lines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 from abstream.errors import DefinitionError
 from schemas._definition_rules import Problem, Problems
 
-__all__ = ["describe_errors", "read_yaml"]
+__all__ = ["describe_errors", "read_yaml", "yaml_files"]
 
 _EXAMPLES = {
     "key": "key: checkout_v2",
@@ -71,15 +71,39 @@ def read_yaml(path: Path) -> object:
         raise DefinitionError([(str(path), f"not valid YAML: {exc}")]) from None
 
 
-def describe_errors(exc: ValidationError, fields: Mapping[str, Sequence[str]]) -> list[Problem]:
-    """One ``(field path, message)`` per problem; ``fields`` lists the known fields per nesting level."""
+def yaml_files(paths: Path | Iterable[Path], what: str) -> list[Path]:
+    """The files ``paths`` name: files as given, directories as their ``*.yaml``/``*.yml`` files, sorted.
+
+    ``what`` names the files in the error for a directory without any (``definition``, ``metric``).
+    """
+    files: list[Path] = []
+    for path in [paths] if isinstance(paths, Path) else list(paths):
+        if path.is_dir():
+            listed = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not listed:
+                raise DefinitionError([(str(path), f"holds no *.yaml {what} files")])
+            files += listed
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DefinitionError([(str(path), "no such file or directory")])
+    return files
+
+
+def describe_errors(
+    exc: ValidationError, fields: Mapping[str, Sequence[str]], examples: Mapping[str, str] = _EXAMPLES
+) -> list[Problem]:
+    """One ``(field path, message)`` per problem; ``fields`` lists the known fields per nesting level.
+
+    ``examples`` gives a top-level field's example for the message saying it is missing.
+    """
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
         cause = error.get("ctx", {}).get("error")
         if isinstance(cause, Problems):
             problems += cause.problems
         else:
-            problems.append((_path(error["loc"]), _message(error, fields)))
+            problems.append((_path(error["loc"]), _message(error, fields, examples)))
     return problems
 
 
@@ -90,10 +114,10 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _message(error: ErrorDetails, fields: Mapping[str, Sequence[str]]) -> str:
+def _message(error: ErrorDetails, fields: Mapping[str, Sequence[str]], examples: Mapping[str, str]) -> str:
     kind, got, loc = error["type"], error.get("input"), error["loc"]
     if kind == "missing":
-        example = _EXAMPLES.get(str(loc[-1]))
+        example = examples.get(str(loc[-1]))
         return "is required; add it" + (f" (e.g. {example})" if example and len(loc) == 1 else "")
     if kind == "extra_forbidden":
         known = fields.get(str(loc[0]) if len(loc) > 1 else "", ())

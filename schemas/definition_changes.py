@@ -26,9 +26,10 @@ as a new revision. Such changes are marked ``needs_bump``:
   end moved earlier (exposures in the cut-off time would turn invalid).
 
 Not needing a bump: ``serving`` (``fallback_variant``: only unlogged units see it), ``analysis``
-(attribution window, dedupe) and ``cosmetic`` (title, owner, a wider start/end window, variant order,
-which no scheme reads from ``variants``). A published revision never changes, though: publishing any
-change takes a new revision (``deploy.definitions_topic``).
+(attribution window, dedupe, the metrics: their roles, the correction, a named metric's definition) and
+``cosmetic`` (title, owner, a wider start/end window, variant order, which no scheme reads from
+``variants``). A published revision never changes, though: publishing any change takes a new revision
+(``deploy.definitions_topic``); that is how a changed metric definition is versioned.
 """
 
 from __future__ import annotations
@@ -202,6 +203,23 @@ def _bound(name: str, old: datetime | None, new: datetime | None, *, narrows: bo
     return Change(name, old, new, "cosmetic", "the window widens")
 
 
+def _metrics(before: Definition, after: Definition) -> list[Change]:
+    old, new = before.metrics, after.metrics
+    note = "the readout changes; the exposures already collected are read with it too"
+    changes = [
+        Change(f"metrics.{name}", getattr(old, name), getattr(new, name), "analysis", note)
+        for name in ("primary", "secondary", "guardrails", "correction")
+        if getattr(old, name) != getattr(new, name)
+    ]
+    for key in sorted(set(old.definitions) & set(new.definitions)):
+        was, now = old.definitions[key].canonical(), new.definitions[key].canonical()
+        if was != now:
+            fields = ", ".join(name for name in was if was[name] != now[name])
+            changed = f"its definition changed ({fields}); the readout changes"
+            changes.append(Change(f"metrics.{key}", f"r{was['revision']}", f"r{now['revision']}", "analysis", changed))
+    return changes
+
+
 def _other(before: Definition, after: Definition) -> list[Change]:
     kinds: dict[str, tuple[ChangeKind, str]] = {
         "fallback_variant": ("serving", "only units outside the experiment see it; none of them is logged"),
@@ -229,4 +247,5 @@ _DIFFS: tuple[Callable[[Definition, Definition], list[Change]], ...] = (
     _variants,
     _window,
     _other,
+    _metrics,
 )

@@ -16,11 +16,19 @@ A file in ``deploy/experiments/`` says how an experiment assigns units and how i
     start: 2025-01-01T00:00:00Z        # optional; start and end need a timezone
     attribution_window: 7d             # 7d, 24h, 1h30m, or a number of seconds
     dedupe: first_ever                 # or window, with dedupe_window: 1d
+    metrics:                           # optional: keys of the metric catalog (deploy/metrics)
+      primary: [reserve_click]
+      secondary: [clicks_per_visitor]
+      guardrails: [bounce]
+      correction: none                 # none | holm | benjamini-hochberg
 
 ``scheme`` is one of :data:`schemas.hashing.SCHEMES` or ``external`` (assigned by something whose hash
 we cannot recompute). Its ``scheme_params`` are checked by building the scheme's assigner, so a typo
-fails here and not on the first exposure. A mistake raises :class:`~abstream.errors.DefinitionError`
-listing every problem as ``<file>: <field path>: what is wrong; what to do``.
+fails here and not on the first exposure. The ``metrics`` block names keys of the metric catalog
+(:mod:`schemas.metric_catalog`; by default the ``metrics`` directory beside the experiments directory); the
+definition keeps them resolved, as an :class:`~schemas.metrics.ExperimentMetrics` with their definitions,
+so its record carries exactly the metrics it is analysed with. A mistake raises
+:class:`~abstream.errors.DefinitionError` listing every problem as ``<file>: <field path>: what is wrong; what to do``.
 
 :meth:`Definition.to_record` gives the Avro :class:`~schemas.models.ExperimentDefinition` published to
 Kafka and :meth:`Definition.from_record` reads one back. Pure: no I/O but reading the files.
@@ -44,14 +52,18 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from abstream.errors import DefinitionError
 from schemas._definition_rules import EXTERNAL, Problems, consistency_problems, normalised_params
-from schemas._definition_yaml import describe_errors, read_yaml
+from schemas._definition_yaml import describe_errors, read_yaml, yaml_files
+from schemas.durations import format_duration, parse_duration
 from schemas.hashing import SCHEMES
+from schemas.metric_catalog import MetricCatalog, catalog_for, resolve_metrics
+from schemas.metrics import ExperimentMetrics, MetricSpec
 from schemas.models import ExperimentDefinition, Variant
 
 __all__ = [
@@ -72,33 +84,7 @@ SCHEME_NAMES: tuple[str, ...] = (*SCHEMES, EXTERNAL)
 """Every scheme a definition may name."""
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-_UNIT_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
 _INT32 = 2**31
-_INT64 = 2**63
-
-
-def parse_duration(value: object) -> int:
-    """Milliseconds from ``"7d"``, ``"24h"``, ``"1h30m"``, ``"500ms"`` or a whole number of seconds."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < _INT64 // 1000:
-        return value * 1000
-    if isinstance(value, str):
-        text = value.replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        total = sum(int(n) * _UNIT_MS[unit] for n, unit in parts)
-        if parts and "".join(n + unit for n, unit in parts) == text and 0 < total < _INT64:
-            return total
-    raise ValueError(f"{value!r} is not a positive duration; write e.g. 7d, 24h, 90m, 1h30m or a number of seconds")
-
-
-def format_duration(millis: int) -> str:
-    """The shortest ``parse_duration`` spelling of ``millis``: 604800000 gives ``"7d"``."""
-    out, left = [], millis
-    for unit, size in _UNIT_MS.items():
-        if unit != "w" and left >= size:
-            out.append(f"{left // size}{unit}")
-            left %= size
-    return "".join(out) or "0ms"
 
 
 def _not_a_bare_date(value: object) -> object:
@@ -150,6 +136,7 @@ class Definition(BaseModel):
     attribution_window_ms: _Duration = Field(alias="attribution_window")
     dedupe: Literal["first_ever", "window"] = "first_ever"
     dedupe_window_ms: _Duration | None = Field(default=None, alias="dedupe_window")
+    metrics: ExperimentMetrics = Field(default_factory=ExperimentMetrics)
 
     @field_validator("key")
     @classmethod
@@ -167,6 +154,15 @@ class Definition(BaseModel):
         if value not in SCHEME_NAMES:
             raise ValueError(f"unknown scheme {value!r}; use one of: {', '.join(SCHEME_NAMES)}")
         return value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _resolved(cls, value: object, info: ValidationInfo) -> object:
+        """A block as written names catalog keys; a record's block (from ``from_record``) is already resolved."""
+        if isinstance(value, ExperimentMetrics):
+            return value
+        catalog = (info.context or {}).get("metrics")
+        return resolve_metrics(value, catalog if isinstance(catalog, MetricCatalog) else MetricCatalog())
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -200,6 +196,7 @@ class Definition(BaseModel):
             start_ts=self.start, end_ts=self.end, attribution_window_ms=self.attribution_window_ms,
             dedupe=self.dedupe, dedupe_window_ms=self.dedupe_window_ms, owner=self.owner,
             published_ts=published_ts or datetime.now(UTC), definition_hash="0" * 64,
+            metrics="" if self.metrics == ExperimentMetrics() else self.metrics.to_json(),
         )  # fmt: skip
         return record.model_copy(update={"definition_hash": record.digest()})
 
@@ -224,16 +221,23 @@ def _record_fields(record: ExperimentDefinition) -> dict[str, Any]:
         "state": record.state, "rollout_variant": record.rollout_variant, "start": record.start_ts,
         "end": record.end_ts, "attribution_window": f"{record.attribution_window_ms}ms", "dedupe": record.dedupe,
         "dedupe_window": None if window is None else f"{window}ms",
+        "metrics": ExperimentMetrics.from_json(record.metrics),
     }  # fmt: skip
 
 
-def parse_definition(data: object, *, source: str = "<definition>") -> Definition:
-    """Validate already-parsed data; ``source`` prefixes every problem (a file name, a topic key)."""
+def parse_definition(
+    data: object, *, source: str = "<definition>", metrics: Mapping[str, MetricSpec] | None = None
+) -> Definition:
+    """Validate already-parsed data; ``source`` prefixes every problem (a file name, a topic key).
+
+    ``metrics`` is the catalog the ``metrics`` block names keys of (none: the block must be empty).
+    """
     if not isinstance(data, Mapping):
         kind = "nothing" if data is None else f"a {type(data).__name__}"
         raise DefinitionError([(source, f"must be a mapping of fields (key: ..., revision: ...), got {kind}")])
+    catalog = metrics if isinstance(metrics, MetricCatalog) else MetricCatalog(metrics)
     try:
-        return Definition.model_validate(data)
+        return Definition.model_validate(data, context={"metrics": catalog})
     except ValidationError as exc:
         problems = describe_errors(exc, _FIELDS)
         raise DefinitionError([_located(source, *problem) for problem in problems]) from None
@@ -243,21 +247,28 @@ def _located(source: str, field: str, message: str) -> tuple[str, str]:
     return (f"{source}: {field}" if field else source, message)
 
 
-def load_definition(path: Path) -> Definition:
-    """Read and validate one YAML file."""
-    return parse_definition(read_yaml(path), source=str(path))
+def load_definition(path: Path, *, metrics: Mapping[str, MetricSpec] | Path | None = None) -> Definition:
+    """Read and validate one YAML file; ``metrics`` as for :func:`load_definitions`."""
+    return parse_definition(read_yaml(path), source=str(path), metrics=catalog_for(path, metrics))
 
 
-def load_definitions(paths: Path | Iterable[Path]) -> dict[str, Definition]:
+def load_definitions(
+    paths: Path | Iterable[Path], *, metrics: Mapping[str, MetricSpec] | Path | None = None
+) -> dict[str, Definition]:
     """Every definition in ``paths`` (files, or directories of ``*.yaml``/``*.yml``), by key.
 
-    Raises one DefinitionError with the problems of every file, including a key defined twice.
+    ``metrics`` is the catalog their metrics blocks name: a mapping, or a directory (or file) to load;
+    by default the ``metrics`` directory beside the experiments directory when there is one
+    (``deploy/experiments`` -> ``deploy/metrics``). Raises one DefinitionError with the problems of every
+    file, including a key defined twice; a broken catalog raises its own problems first.
     """
+    files = yaml_files(paths, "definition")
+    catalog = catalog_for(files, metrics)
     problems: list[tuple[str, str]] = []
     found: dict[str, tuple[Path, Definition]] = {}
-    for path in _definition_files(paths):
+    for path in files:
         try:
-            definition = load_definition(path)
+            definition = load_definition(path, metrics=catalog)
         except DefinitionError as exc:
             problems += exc.problems
             continue
@@ -268,18 +279,3 @@ def load_definitions(paths: Path | Iterable[Path]) -> dict[str, Definition]:
     if problems:
         raise DefinitionError(problems)
     return {key: definition for key, (_, definition) in found.items()}
-
-
-def _definition_files(paths: Path | Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in [paths] if isinstance(paths, Path) else list(paths):
-        if path.is_dir():
-            listed = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not listed:
-                raise DefinitionError([(str(path), "holds no *.yaml definition files")])
-            files += listed
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DefinitionError([(str(path), "no such file or directory")])
-    return files

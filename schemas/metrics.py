@@ -60,6 +60,20 @@ def _listed(value: object) -> object:
         value = value["in"]
     if isinstance(value, str):
         return [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(
+            f"a filter value is a string, a list of strings or {{in: [...]}}, got {value!r}; "
+            "event properties are strings, so quote numbers and booleans"
+        )
+    return value
+
+
+def _filter_mapping(value: object) -> object:
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            "must map event properties to their allowed values, e.g. filter: {btn_type: [Moon, Mars]}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
     return value
 
 
@@ -79,6 +93,11 @@ class MetricSide(BaseModel):
     @classmethod
     def _one_or_more(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _a_mapping(cls, value: object) -> object:
+        return _filter_mapping(value)
 
     @field_validator("events")
     @classmethod

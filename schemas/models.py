@@ -28,9 +28,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     Strict,
+    ValidationError,
     field_validator,
     model_validator,
 )
+
+from schemas.metrics import ExperimentMetrics
 
 __all__ = [
     "MODELS",
@@ -222,6 +225,7 @@ class ExperimentDefinition(AvroModel):
     owner: str | None = None
     published_ts: Timestamp
     definition_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    metrics: str = ""
 
     @field_validator("scheme_params")
     @classmethod
@@ -232,6 +236,21 @@ class ExperimentDefinition(AvroModel):
             raise ValueError(f"not valid JSON: {exc}") from None
         if not isinstance(parsed, dict):
             raise ValueError(f"must be a JSON object, not {type(parsed).__name__}")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_is_empty_or_a_block(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            ExperimentMetrics.from_json(value)
+        except ValidationError as exc:
+            found = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'the block'}: {error['msg']}"
+                for error in exc.errors(include_url=False)[:3]
+            )
+            raise ValueError(f"must be empty or the JSON of an ExperimentMetrics block ({found})") from None
         return value
 
     @model_validator(mode="after")
@@ -257,11 +276,14 @@ class ExperimentDefinition(AvroModel):
     def digest(self) -> str:
         """SHA-256 of the canonical definition: every field but published_ts and definition_hash.
 
-        Keys are sorted and ``scheme_params`` is parsed, so formatting never changes the digest.
+        Keys are sorted and ``scheme_params`` and ``metrics`` are parsed, so formatting never changes the
+        digest. An empty ``metrics`` is left out: records written before the field existed keep their hash.
         """
         body = self.to_avro()
-        del body["published_ts"], body["definition_hash"]
+        del body["published_ts"], body["definition_hash"], body["metrics"]
         body["scheme_params"] = json.loads(self.scheme_params)
+        if self.metrics:
+            body["metrics"] = json.loads(self.metrics)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -33,6 +33,7 @@ _COMMAND_MODULES = (
     "abstream.cli.topics",
     "schemas.cli",
     "abstream.cli.experiments",
+    "abstream.cli.metrics",
     "abstream.cli.assignment",
     "abstream.cli.collector",
     "abstream.cli.jobs",

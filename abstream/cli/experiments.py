@@ -21,6 +21,7 @@ from abstream.errors import DefinitionError
 from deploy.definitions_topic import DefinitionStore, PublishPlan, definitions_topic, plan_publish, publish_records
 from schemas.definition_changes import Change, check_transition, errors_of
 from schemas.definitions import Definition, format_duration, load_definitions
+from schemas.metrics import ExperimentMetrics
 from schemas.models import ExperimentDefinition
 
 __all__ = ["app", "default_definitions_dir", "register"]
@@ -33,6 +34,14 @@ PathsArgument = Annotated[
     list[Path] | None,
     typer.Argument(
         help="Definition files or directories (default: the packaged deploy/experiments).", show_default=False
+    ),
+]
+MetricsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics",
+        help="The metric catalog the definitions name (default: the metrics directory beside theirs).",
+        show_default=False,
     ),
 ]
 
@@ -61,11 +70,12 @@ def _validate(
     published: Annotated[
         bool, typer.Option("--published", help="Compare with what is published on the definitions topic.")
     ] = False,
+    metrics: MetricsOption = None,
 ) -> None:
     """Check definition files; with --against or --published, check each change too (exit 1 on a problem)."""
     if against is not None and published:
         raise typer.BadParameter("use --against or --published, not both", param_hint="--against")
-    definitions = _load(paths)
+    definitions = _load(paths, metrics)
     if published:
         reports = [_from_plan(plan) for plan in plan_publish(definitions.values(), _store())]
     elif against is not None:
@@ -79,9 +89,9 @@ def _validate(
 
 
 @app.command("publish")
-def _publish(paths: PathsArgument = None) -> None:
+def _publish(paths: PathsArgument = None, metrics: MetricsOption = None) -> None:
     """Publish every definition whose revision is not on the topic yet; all or nothing (exit 1 if refused)."""
-    definitions = _load(paths)
+    definitions = _load(paths, metrics)
     bootstrap, topic = resolve_bootstrap(), _topic()
     plans = plan_publish(definitions.values(), _store(bootstrap))
     for plan in plans:
@@ -115,7 +125,7 @@ def _show(
     key: Annotated[str, typer.Argument(help="Experiment key.")],
     revision: Annotated[int | None, typer.Option("--revision", help="Revision (default: the latest).")] = None,
 ) -> None:
-    """Print a published revision as JSON (the Avro record, timestamps in epoch milliseconds)."""
+    """Print a published revision as JSON (the Avro record, timestamps in epoch milliseconds, metrics parsed)."""
     store = _store()
     revisions = store.revisions(key)
     if not revisions:
@@ -124,12 +134,13 @@ def _show(
     if record is None:
         known = ", ".join(map(str, revisions))
         raise typer.BadParameter(f"revision {revision} of {key!r} is not published (published: {known})")
-    typer.echo(json.dumps(record.to_avro(), indent=2, ensure_ascii=False))
+    shown = {**record.to_avro(), "metrics": json.loads(record.metrics) if record.metrics else None}
+    typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
-def _load(paths: Iterable[Path] | None) -> dict[str, Definition]:
+def _load(paths: Iterable[Path] | None, metrics: Path | None = None) -> dict[str, Definition]:
     try:
-        return load_definitions(list(paths or [default_definitions_dir()]))
+        return load_definitions(list(paths or [default_definitions_dir()]), metrics=metrics)
     except DefinitionError as exc:
         for where, what in exc.problems:
             typer.echo(f"{where}: {what}", err=True)
@@ -177,6 +188,8 @@ def _from_plan(plan: PublishPlan) -> _Report:
 
 def _print_report(report: _Report) -> None:
     typer.echo(f"{_describe(report.definition.to_record())}  {'REFUSED' if report.problems else 'ok'}")
+    if report.definition.metrics.definitions:
+        typer.echo(f"  metrics: {_metrics_line(report.definition.metrics)}")
     if report.against:
         typer.echo(f"  compared with {report.against}")
     for change in report.changes:
@@ -184,6 +197,15 @@ def _print_report(report: _Report) -> None:
             typer.echo(f"  {change.kind}: {change}")
     for problem in report.problems:
         typer.echo(f"  error: {problem}", err=True)
+
+
+def _metrics_line(metrics: ExperimentMetrics) -> str:
+    """``primary reserve_click; guardrail bounce`` and the correction when there is one."""
+    by_role: dict[str, list[str]] = {}
+    for role, spec in metrics.in_order():
+        by_role.setdefault(role, []).append(spec.key)
+    named = "; ".join(f"{role} {', '.join(keys)}" for role, keys in by_role.items())
+    return named if metrics.correction == "none" else f"{named} (correction {metrics.correction})"
 
 
 def _describe(record: ExperimentDefinition) -> str:

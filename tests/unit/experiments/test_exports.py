@@ -9,11 +9,15 @@ import pytest
 
 MODULES = [
     "schemas.definitions",
+    "schemas.durations",
+    "schemas.metric_catalog",
+    "schemas.metrics",
     "schemas.definition_changes",
     "schemas.verification",
     "producers.assigner",
     "deploy.definitions_topic",
     "abstream.cli.experiments",
+    "abstream.cli.metrics",
     "abstream.cli.assignment",
 ]
 
