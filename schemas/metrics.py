@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
@@ -88,6 +88,14 @@ class MetricSide(BaseModel):
     events: list[_Text] = Field(min_length=1)
     filter: dict[str, _Values] = Field(default_factory=dict)
     aggregation: Literal["count", "sum"] = "count"
+
+    def total(self, events: Iterable[Mapping[str, Any]]) -> float:
+        """The count of the matching events, or the sum of their values (a missing value is 0)."""
+        hits = [
+            e for e in events
+            if e["name"] in self.events and all(e["properties"].get(k) in v for k, v in self.filter.items())
+        ]  # fmt: skip
+        return float(len(hits)) if self.aggregation == "count" else float(sum(e["value"] or 0.0 for e in hits))
 
     @field_validator("events", mode="before")
     @classmethod
@@ -177,6 +185,20 @@ class MetricSpec(BaseModel):
         semantic = self.model_dump(mode="json", exclude={"title", "description", "direction", "revision"})
         text = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def unit_value(self, events: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
+        """(x, y) of one unit from its attributed events, as the sink computes it (a percentile cap aside).
+
+        Each event is a mapping with ``name``, ``value``, ``properties`` and ``latency_ms`` (time since
+        the unit's first exposure). For tests and simulations: the sink computes the same in SQL.
+        """
+        chosen = [e for e in events if self.window_ms is None or e["latency_ms"] <= self.window_ms]
+        x = self.numerator.total(chosen)
+        if self.type == "proportion":
+            x = float(x > 0)
+        elif self.cap is not None and self.cap.value is not None:
+            x = min(x, self.cap.value)
+        return x, 0.0 if self.denominator is None else self.denominator.total(chosen)
 
 
 class ExperimentMetrics(BaseModel):

@@ -65,7 +65,8 @@ def demo(
         print(json.dumps({**report, "truth": truth.as_json(), "dashboard": dashboard}, indent=2))
         return
     console.print(render_text(report), highlight=False)
-    console.print(f"\nTruth: click rates Moon 10%, Mars 20%, White = Gold; {truth.clicks} clicks simulated "
+    console.print(f"\nTruth: reserve clicks Moon 10%, Mars 20%, purchases 5% / 8%, bounces 30%, White = Gold; "
+                  f"{truth.clicks} events simulated "
                   f"({truth.late_clicks} flushed late), faulty exposures {dict(truth.faulty_exposures)}.")  # fmt: skip
     console.print(f"Dashboard: [bold]{dashboard}[/]   `abstream report moon_mars` works while the demo runs.")
     console.print(

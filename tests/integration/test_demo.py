@@ -43,20 +43,30 @@ def test_the_demo_finds_the_true_effect_and_every_faulty_exposure(kafka_bootstra
         assert {v: got["variants"][v]["units"] for v in want["variants"]} == {
             v: w["units"] for v, w in want["variants"].items()
         }
-        assert {v: got["variants"][v]["conversions"] for v in want["variants"]} == {
-            v: w["converting_units"] for v, w in want["variants"].items()
-        }
+        for count in ("converting_units", "conversions"):  # units with any event, and the events
+            assert {v: got["variants"][v][count] for v in want["variants"]} == {
+                v: w[count] for v, w in want["variants"].items()
+            }
+        metrics = {m["key"]: m for m in got["metrics"]}
+        assert list(metrics) == list(want["metrics"])  # every metric the experiment names, primary first
+        for key, values in want["metrics"].items():  # the estimates are exact on the sample
+            assert {v: metrics[key]["variants"][v]["value"] for v in values} == pytest.approx(values, rel=1e-9)
+        assert not any(m["guardrail_failed"] for m in metrics.values())  # bounces do not depend on the variant
         assert got["mismatches"] == want["faulty_exposures"] > 0
         assert got["multi_variant_units"] == 0
         assert got["srm_p"] > 0.001  # the hash splits 50/50
-    moon, mars = (report["experiments"]["moon_mars"]["variants"][v] for v in ("Moon", "Mars"))
+    reserve = report["experiments"]["moon_mars"]["metrics"][0]
+    assert reserve["key"] == "reserve_click" and reserve["role"] == "primary"
+    moon, mars = (reserve["variants"][v] for v in ("Moon", "Mars"))
     assert moon["ci_low"] <= 0.10 <= moon["ci_high"] and mars["ci_low"] <= 0.20 <= mars["ci_high"]
     table = [
-        [mars["conversions"], mars["units"] - mars["conversions"]],
-        [moon["conversions"], moon["units"] - moon["conversions"]],
+        [mars["nonzero_units"], mars["units"] - mars["nonzero_units"]],
+        [moon["nonzero_units"], moon["units"] - moon["nonzero_units"]],
     ]
     assert stats.chi2_contingency(table)[1] < 0.05  # Mars really converts better, and the data shows it
+    assert mars["lift"]["p_value"] < 0.05 and mars["lift"]["relative"] > 0
     assert text.returncode == 0 and "Mars:" in text.stdout and "Conv=" in text.stdout
+    assert "reserve_click [primary]" in text.stdout and "revenue_per_order [secondary]" in text.stdout
     assert report["dashboard"].startswith("http://127.0.0.1:")
     assert "stopped: jobs, sink" in stopped.stdout
 

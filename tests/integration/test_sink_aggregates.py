@@ -101,20 +101,7 @@ def definition_row(metrics: ExperimentMetrics, revision: int = 1) -> tuple[Any, 
 
 # -- the reference ------------------------------------------------------------------------------
 def _value(spec: MetricSpec, events: Sequence[dict[str, Any]]) -> tuple[float, float]:
-    def side(s: Any) -> float:
-        hits = [
-            e for e in events
-            if e["name"] in s.events and all(e["properties"].get(k) in v for k, v in s.filter.items())
-            and (spec.window_ms is None or e["latency_ms"] <= spec.window_ms)
-        ]  # fmt: skip
-        return float(len(hits)) if s.aggregation == "count" else sum(e["value"] or 0.0 for e in hits)
-
-    x = side(spec.numerator)
-    if spec.type == "proportion":
-        x = float(x > 0)
-    elif spec.cap is not None and spec.cap.value is not None:
-        x = min(x, spec.cap.value)
-    return x, side(spec.denominator) if spec.denominator is not None else 0.0
+    return spec.unit_value(events)
 
 
 def reference(history: History, metrics: ExperimentMetrics) -> dict[str, Any]:
