@@ -64,7 +64,7 @@ def demo(
     if as_json:
         print(json.dumps({**report, "truth": truth.as_json(), "dashboard": dashboard}, indent=2))
         return
-    console.print(render_text(report), highlight=False)
+    console.print(render_text(report), highlight=False, markup=False)
     console.print(f"\nTruth: reserve clicks Moon 10%, Mars 20%, purchases 5% / 8%, bounces 30%, White = Gold; "
                   f"{truth.clicks} events simulated "
                   f"({truth.late_clicks} flushed late), faulty exposures {dict(truth.faulty_exposures)}.")  # fmt: skip
