@@ -1,4 +1,6 @@
-"""The experiment report: the ``experiment_report`` view as JSON, and as text for a terminal.
+"""The experiment report, from the aggregates (``sinks.variant_report``, ``sinks.metric_report``), as JSON
+and as text for a terminal. (The ``experiment_report`` view computes the same rows in SQL for analysts,
+scanning the detail tables; the report does not use it.)
 
 JSON shape (``abstream report --json`` and ``GET /api/report/{experiment}`` give the same)::
 
@@ -25,14 +27,10 @@ from schemas.metrics import ExperimentMetrics
 from sinks.endpoint import get_json, read_endpoint
 from sinks.metric_report import metric_results
 from sinks.settings import MultiVariantPolicy
+from sinks.variant_report import SRM_ALPHA, variant_rows
 
 __all__ = ["fetch_report", "load_report", "render_text"]
 
-_SQL = """
-SELECT * FROM experiment_report(policy = {policy:String})
-WHERE {experiment:String} = '' OR experiment = {experiment:String}
-ORDER BY experiment, is_control DESC, variant
-"""
 _VARIANT_KEYS = (
     "units", "converting_units", "conversions", "late_conversions", "rate", "ci_low", "ci_high", "ci_half_width",
     "lift", "lift_ci_low", "lift_ci_high", "p_value", "weight", "expected_share", "defined", "is_control",
@@ -42,7 +40,6 @@ _EXPERIMENT_KEYS = (
     "mismatches", "mismatch_rate", "multi_variant_units", "multi_variant_rate", "flags_by_reason",
 )  # fmt: skip
 _BOOLEANS = frozenset({"defined", "is_control", "srm_flag"})
-SRM_ALPHA = 0.001
 
 
 def fetch_report(
@@ -52,9 +49,8 @@ def fetch_report(
 
     ``metric`` keeps only that metric of the experiment's (ReportError listing them when it has no such one).
     """
-    params = {"policy": policy, "experiment": experiment or ""}
     try:
-        rows = list(client.query(_SQL, parameters=params).named_results())
+        rows = variant_rows(client, experiment, policy=policy)
         experiments = _experiments(rows)
         for key, entry in experiments.items():
             entry["metrics"] = _metrics(client, key, entry, policy, metric)

@@ -18,6 +18,7 @@ from scipy import stats as sps
 
 from abstream.errors import MigrationError
 from sinks import stats
+from sinks.aggregates import UnitAggregates
 from sinks.migrator import load_migrations, migrate
 from sinks.report import fetch_report
 from sinks.tables import TABLES
@@ -57,9 +58,11 @@ def _definition(key: str, variants: list[tuple[str, int]], fallback: str, revisi
 
 
 def insert(client: Any, role: str, records: list[dict[str, Any]]) -> None:
+    """Insert as the sink does: the detail rows, then the aggregates the report reads."""
     spec = TABLES[role]
     rows = [spec.row(record, 0, offset) for offset, record in enumerate(records)]
     client.insert(spec.table, rows, column_names=spec.insert_columns)
+    UnitAggregates(client).after_insert(spec.table, rows, token=f"{role}/{uuid.uuid4()}")
 
 
 def load_counts(client: Any, key: str, counts: dict[str, tuple[int, int]], weights: dict[str, int]) -> None:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
+import sinks.report
 from abstream.errors import ReportError
 from sinks.dashboard import MAX_POINTS, DashboardData, choose_step, health_badges, shape_series
 from tests.unit.sinks.test_report import ROWS
@@ -148,6 +149,16 @@ def test_badge_texts_say_how_many_of_what() -> None:
     assert badges["mismatches"]["text"] == "21 of 426 exposures (4.93%)" and badges["mismatches"]["short"] == "4.93%"
     assert badges["srm"]["text"] == "p=0.0002 < 0.001: sample ratio mismatch"
     assert badges["multi_variant"]["text"] == "0 of 800 units (0.00%), counted in their first variant"
+
+
+@pytest.fixture(autouse=True)
+def _report_rows_from_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's rows come from the fake client (sinks.variant_report is tested on chDB)."""
+
+    def rows(client: Any, experiment: str | None, *, policy: str) -> list[dict[str, Any]]:
+        return [r for r in client.report_rows if experiment in (None, r["experiment"])]
+
+    monkeypatch.setattr(sinks.report, "variant_rows", rows)
 
 
 class FakeClient:

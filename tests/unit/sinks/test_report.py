@@ -1,4 +1,8 @@
-"""The report: JSON from view rows, the text form, and the way to it through a running sink's API."""
+"""The report: JSON from its rows, the text form, and the way to it through a running sink's API.
+
+The rows come from a fake here (``sinks.variant_report`` is tested on chDB, against the view, in
+tests/integration/test_sink.py); they have the view's shape.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 import pytest
 
 import sinks.clickhouse
+import sinks.report
 from abstream.errors import ClickHouseLockedError, ReportError
 from sinks.endpoint import SinkEndpoint, get_json, read_endpoint, remove_endpoint, write_endpoint
 from sinks.report import fetch_report, load_report, render_text
@@ -49,12 +54,23 @@ class FakeClient:
         rows: list[dict[str, Any]] = []  # the metrics' aggregates: none in these tests
         if "unattributed_event_counts" in sql:
             rows = self.unattributed
-        elif "experiment_report" in sql:
-            self.parameters, rows = parameters, self.rows
         return type("Result", (), {"named_results": lambda _self: iter(rows), "result_rows": []})()
 
 
 ROWS = [view_row("Moon", 510, 51, None), view_row("Mars", 490, 95, (51, 510))]
+
+
+@pytest.fixture(autouse=True)
+def _rows_from_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = sinks.report.variant_rows
+
+    def rows(client: Any, experiment: str | None, *, policy: str) -> list[dict[str, Any]]:
+        if not isinstance(client, FakeClient):
+            return real(client, experiment, policy=policy)  # type: ignore[arg-type]
+        client.parameters = {"policy": policy, "experiment": experiment or ""}
+        return [r for r in client.rows if experiment in (None, r["experiment"])]
+
+    monkeypatch.setattr(sinks.report, "variant_rows", rows)
 
 
 def test_json_has_the_demo_shape_with_clean_values() -> None:
