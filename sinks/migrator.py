@@ -6,6 +6,10 @@ after all its statements succeeded, and re-running skips what is recorded. Editi
 would silently fork the schema between stores, so a checksum mismatch is an error naming the file.
 
     applied = migrate(client)          # [] when the schema is up to date
+
+The analyst's views are not migrations: each is defined once, in ``sinks/views/<name>.sql`` (``CREATE OR
+REPLACE VIEW``), and every ``migrate`` re-applies all of them after the migrations, so the current
+definition of a view is one file, not the last of several migrations that re-created it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from typing import Any
 
 from abstream.errors import MigrationError
 
-__all__ = ["Migration", "applied_migrations", "load_migrations", "migrate", "split_statements"]
+__all__ = [
+    "Migration",
+    "applied_migrations",
+    "apply_views",
+    "load_migrations",
+    "load_views",
+    "migrate",
+    "split_statements",
+]
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LEDGER = """
@@ -111,15 +123,41 @@ def applied_migrations(client: Any) -> dict[int, tuple[str, str]]:
     return {int(version): (name, checksum) for version, name, checksum in rows}
 
 
-def migrate(client: Any, migrations: list[Migration] | None = None) -> list[Migration]:
-    """Apply the pending migrations in order; the ones applied now (empty when up to date)."""
+def migrate(
+    client: Any, migrations: list[Migration] | None = None, *, views: dict[str, str] | None = None
+) -> list[Migration]:
+    """Apply the pending migrations in order, then the views; the migrations applied now (empty when up to date)."""
     migrations = load_migrations() if migrations is None else migrations
     recorded = applied_migrations(client)
     _check_recorded(recorded, migrations)
     pending = [m for m in migrations if m.version not in recorded]
     for migration in pending:
         _apply(client, migration)
+    apply_views(client, views)
     return pending
+
+
+def load_views(folder: Traversable | Path | None = None) -> dict[str, str]:
+    """The view files of ``folder`` (default: the packaged ``sinks/views``): name -> SQL, by name."""
+    root = folder or resources.files("sinks.views")
+    files = sorted((entry for entry in root.iterdir() if entry.name.endswith(".sql")), key=lambda e: e.name)
+    return {entry.name.removesuffix(".sql"): entry.read_text(encoding="utf-8") for entry in files}
+
+
+def apply_views(client: Any, views: dict[str, str] | None = None) -> None:
+    """(Re)create every view; each file's statements must all be ``CREATE OR REPLACE VIEW``."""
+    for name, sql in (load_views() if views is None else views).items():
+        for statement in split_statements(sql):
+            if not statement.upper().startswith("CREATE OR REPLACE VIEW"):
+                raise MigrationError(
+                    f"sinks/views/{name}.sql: a view file holds CREATE OR REPLACE VIEW statements only "
+                    "(tables belong in a migration)",
+                    migration=f"{name}.sql",
+                )
+            try:
+                client.command(statement)
+            except Exception as exc:
+                raise MigrationError(f"view {name}.sql failed: {exc}", migration=f"{name}.sql") from exc
 
 
 def _check_recorded(recorded: dict[int, tuple[str, str]], migrations: list[Migration]) -> None:

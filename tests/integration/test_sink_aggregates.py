@@ -350,3 +350,20 @@ def test_the_readout_from_the_aggregates_equals_numpy_and_scipy_on_the_units(sto
                 control = np.array([v[0] for v in truth[metric["key"]]["A"]])
                 welch = scipy_stats.ttest_ind(x, control, equal_var=False)
                 assert got["lift"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
+
+
+def test_the_metric_moments_view_gives_the_analyst_the_same_sums_and_the_units(store: Any) -> None:
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
+    history = build_history(seed=18, units=500)
+    deliver(store, UnitAggregates(store), history, seed=19)
+
+    rows = store.query(
+        "SELECT metric, variant, units, nonzero, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM metric_moments"
+    ).result_rows
+
+    units: dict[str, int] = defaultdict(int)
+    for (_, variant), (n, _) in reference(history, METRICS)["exposures"].items():
+        units[variant] += n
+    assert {(r[0], r[1]): r[2] for r in rows} == {(r[0], r[1]): units[r[1]] for r in rows}
+    assert _rounded({(r[0], r[1]): r[3:] for r in rows}) == reference(history, METRICS)["metrics"]

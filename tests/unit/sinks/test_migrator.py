@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from abstream.errors import MigrationError
-from sinks.migrator import Migration, load_migrations, migrate, split_statements
+from sinks.migrator import Migration, load_migrations, load_views, migrate, split_statements
 
 
 class FakeClickHouse:
@@ -83,30 +83,58 @@ def test_pending_migrations_apply_in_order_and_rerunning_is_a_no_op() -> None:
     client = FakeClickHouse()
     migrations = [Migration(1, "one", "CREATE TABLE a;\nCREATE TABLE b;"), Migration(2, "two", "CREATE VIEW c")]
 
-    first = migrate(client, migrations)
-    second = migrate(client, migrations)
+    first = migrate(client, migrations, views={})
+    second = migrate(client, migrations, views={})
 
     assert [m.version for m in first] == [1, 2] and second == []
     assert client.statements == ["CREATE TABLE a", "CREATE TABLE b", "CREATE VIEW c"]
     assert [row[:2] for row in client.recorded] == [[1, "one"], [2, "two"]]
 
 
+def test_every_migrate_reapplies_the_views_after_the_migrations() -> None:
+    client = FakeClickHouse()
+    migrations = [Migration(1, "one", "CREATE TABLE a")]
+    views = {"v": "-- a view\nCREATE OR REPLACE VIEW v AS SELECT 1", "w": "CREATE OR REPLACE VIEW w AS SELECT 2"}
+
+    migrate(client, migrations, views=views)
+    migrate(client, migrations, views=views)
+
+    assert client.statements == ["CREATE TABLE a", *(["CREATE OR REPLACE VIEW v AS SELECT 1",
+                                                      "CREATE OR REPLACE VIEW w AS SELECT 2"] * 2)]  # fmt: skip
+
+
+def test_a_view_file_with_anything_but_views_is_refused_by_name() -> None:
+    with pytest.raises(MigrationError, match=r"sinks/views/bad.sql: a view file holds CREATE OR REPLACE VIEW"):
+        migrate(FakeClickHouse(), [], views={"bad": "CREATE TABLE t (a Int8) ENGINE = Memory"})
+
+
+def test_the_packaged_views_are_one_file_per_view_named_after_it() -> None:
+    views = load_views()
+
+    assert {"experiment_report", "experiment_timeline", "metric_moments", "variant_minutes"} <= set(views)
+    for name, sql in views.items():
+        statements = split_statements(sql)
+        assert [s.split()[4] for s in statements] == [name], name  # CREATE OR REPLACE VIEW <name> AS
+
+
 def test_an_edited_applied_migration_is_refused_by_name() -> None:
     client = FakeClickHouse()
-    migrate(client, [Migration(1, "one", "CREATE TABLE a")])
+    migrate(client, [Migration(1, "one", "CREATE TABLE a")], views={})
 
     with pytest.raises(MigrationError, match=r"0001_one\.sql was edited after it was applied") as caught:
-        migrate(client, [Migration(1, "one", "CREATE TABLE a -- tweak"), Migration(2, "two", "CREATE TABLE b")])
+        migrate(
+            client, [Migration(1, "one", "CREATE TABLE a -- tweak"), Migration(2, "two", "CREATE TABLE b")], views={}
+        )
     assert caught.value.migration == "0001_one.sql"
     assert client.statements == ["CREATE TABLE a"]  # nothing after the check ran
 
 
 def test_a_deleted_applied_migration_is_refused() -> None:
     client = FakeClickHouse()
-    migrate(client, [Migration(1, "one", "CREATE TABLE a")])
+    migrate(client, [Migration(1, "one", "CREATE TABLE a")], views={})
 
     with pytest.raises(MigrationError, match=r"0001_one\.sql is recorded as applied but no longer exists"):
-        migrate(client, [Migration(2, "two", "CREATE TABLE b")])
+        migrate(client, [Migration(2, "two", "CREATE TABLE b")], views={})
 
 
 def test_a_failing_statement_names_the_migration_and_is_not_recorded() -> None:
@@ -114,7 +142,7 @@ def test_a_failing_statement_names_the_migration_and_is_not_recorded() -> None:
     migrations = [Migration(1, "ok", "CREATE TABLE a"), Migration(2, "bad", "CREATE TABLE b;\nCREATE broken")]
 
     with pytest.raises(MigrationError, match=r"0002_bad\.sql, statement 2 failed"):
-        migrate(client, migrations)
+        migrate(client, migrations, views={})
     assert [row[0] for row in client.recorded] == [1]
 
 
