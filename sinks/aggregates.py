@@ -8,10 +8,12 @@ a crash between the two inserts is dropped; a replay of any kind (the sink's gro
 re-emitting conversions at new offsets) recomputes the state it already stored and inserts nothing.
 
 A unit's metric values come from the conversions attributed to its earliest first exposure, as the
-metric's SQL (:func:`metric_sql`) computes them. A metric version first met (a new experiment, a
-changed definition, a store that predates metrics) is computed over all of the experiment's units
-once (``metric_backfills`` records it), then per batch. The built-in metric ``_conversions`` (x =
-conversions, y = late conversions) gives the report's conversion counts for every experiment.
+metric's SQL (:func:`metric_sql`) computes them; they are recomputed after its conversions and after
+its first exposures (a conversion may reach the sink first, a first exposure may be corrected). A
+metric version first met (a new experiment, a changed definition, a store that predates metrics) is
+computed over all of the experiment's units once (``metric_backfills`` records it), then per batch.
+The built-in metric ``_conversions`` (x = conversions, y = late conversions) gives the report's
+conversion counts for every experiment.
 
     aggregates = UnitAggregates(client)
     aggregates.after_insert("conversions", rows, token=batch.token)
@@ -93,7 +95,9 @@ _BUILTIN = CompiledMetric(BUILTIN_METRIC, _BUILTIN_VERSION, "toFloat64(count())"
 def metric_sql(metrics: Sequence[CompiledMetric]) -> tuple[str, dict[str, Any]]:
     """One query: per unit of ``{experiment}`` in ``{units}``, its variant, minute and every metric's x, y.
 
-    Only the conversions attributed to the unit's earliest first exposure count (as in the report).
+    Only the conversions attributed to the unit's earliest first exposure count (as in the report): when
+    the jobs correct a first exposure (an earlier one arrived late), a conversion its window no longer holds
+    stays attributed to the superseded one and drops out.
     """
     columns = ", ".join(f"round({m.x}, 9), round({m.y}, 9)" for m in metrics)
     params: dict[str, Any] = {}
@@ -103,17 +107,22 @@ def metric_sql(metrics: Sequence[CompiledMetric]) -> tuple[str, dict[str, Any]]:
 
 
 # The metrics' values are bound parameters; only their expressions take the place of /*columns*/.
+# A unit's variant, minute and counted conversions are those of its earliest first exposure.
 _METRICS_NEW = """
-SELECT unit_id, any(variant), toDateTime(toStartOfMinute(any(exposure_ts)), 'UTC'), /*columns*/
+SELECT f.unit_id, any(f.variant), toDateTime(toStartOfMinute(any(f.first_ts)), 'UTC'), /*columns*/
 FROM (
-    SELECT unit_id, name, value, properties, latency_ms, late, variant, exposure_ts,
-           (exposure_ts, exposure_event_id) = min((exposure_ts, exposure_event_id)) OVER (PARTITION BY unit_id)
-               AS attributed_to_first
+    SELECT unit_id, argMin(event_id, (exposure_ts, event_id)) AS first_event_id,
+           argMin(variant, (exposure_ts, event_id)) AS variant, min(exposure_ts) AS first_ts
+    FROM first_exposures FINAL
+    WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
+    GROUP BY unit_id
+) AS f
+INNER JOIN (
+    SELECT unit_id, exposure_event_id, name, value, properties, latency_ms, late
     FROM unit_conversions FINAL
     WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
-)
-WHERE attributed_to_first
-GROUP BY unit_id
+) AS c ON c.unit_id = f.unit_id AND c.exposure_event_id = f.first_event_id
+GROUP BY f.unit_id
 """
 _EXPOSURES_NEW = """
 SELECT unit_id, argMin(variant, (exposure_ts, event_id)), argMin(revision, (exposure_ts, event_id)),
@@ -181,13 +190,12 @@ class UnitAggregates:
         for experiment, units in _by_experiment(rows, table).items():
             if table == "first_exposures":
                 self._backfill_exposures(experiment)
-            metrics = self._compiled(experiment) if table == "conversions" else []
+            metrics = self._compiled(experiment)
             for n, chunk in enumerate(_chunks(units)):
                 part = f"{token}/{experiment}/{n}"
-                if table == "first_exposures":
+                if table == "first_exposures":  # a unit's (earlier) first exposure decides what its values count
                     self._update_exposures(experiment, chunk, token=part)
-                else:
-                    self._update_metrics(experiment, chunk, metrics, token=part)
+                self._update_metrics(experiment, chunk, metrics, token=f"{part}/metrics")
 
     def _done(self) -> set[tuple[str, str, str]]:
         if self._backfilled is None:
@@ -280,6 +288,8 @@ class UnitAggregates:
             ).result_rows
             if (metric, version) in wanted
         }
+        for key, (variant, minute, _, _) in old.items():  # nothing counts any more (a corrected first exposure)
+            new.setdefault(key, (variant, minute, 0.0, 0.0))
         changed = {key: state for key, state in new.items() if _changed(old.get(key), state)}
         if not changed:
             return

@@ -104,23 +104,42 @@ def _value(spec: MetricSpec, events: Sequence[dict[str, Any]]) -> tuple[float, f
     return spec.unit_value(events)
 
 
-def reference(history: History, metrics: ExperimentMetrics) -> dict[str, Any]:
-    """exposure_stats and metric_stats as sums per variant, from the deduplicated records."""
-    first: dict[str, dict[str, Any]] = {}
-    for e in history.exposures:  # the highest duplicates count wins, as in the ReplacingMergeTree
-        if e["unit_id"] not in first or e["duplicates"] >= first[e["unit_id"]]["duplicates"]:
-            first[e["unit_id"]] = e
-    exposures: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
-    for e in first.values():
-        cell = exposures[(e["revision"], e["variant"])]
-        cell[0], cell[1] = cell[0] + 1, cell[1] + 1 + e["duplicates"]
+def earliest(history: History) -> dict[str, tuple[dict[str, Any], int]]:
+    """Per unit: its earliest first exposure and its exposures (every first exposure, duplicates folded in)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for e in history.exposures:  # per first exposure, the highest duplicates count wins (ReplacingMergeTree)
+        if e["event_id"] not in rows or e["duplicates"] >= rows[e["event_id"]]["duplicates"]:
+            rows[e["event_id"]] = e
+    units: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in rows.values():
+        units[e["unit_id"]].append(e)
+    return {
+        unit: (min(found, key=lambda e: (e["client_ts"], e["event_id"])), sum(1 + e["duplicates"] for e in found))
+        for unit, found in units.items()
+    }
+
+
+def counted_events(history: History) -> dict[str, list[dict[str, Any]]]:
+    """Per unit: the latest delivery of each event attributed to its earliest first exposure."""
+    first = {unit: e["event_id"] for unit, (e, _) in earliest(history).items()}
     latest = {c["event_id"]: c for c in history.conversions}  # the last delivered row wins
     per_unit: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in latest.values():
-        per_unit[c["unit_id"]].append(c)
+        if first.get(c["unit_id"]) == c["exposure_event_id"]:
+            per_unit[c["unit_id"]].append(c)
+    return per_unit
+
+
+def reference(history: History, metrics: ExperimentMetrics) -> dict[str, Any]:
+    """exposure_stats and metric_stats as sums per variant, from the deduplicated records."""
+    exposures: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    first = earliest(history)
+    for e, count in first.values():
+        cell = exposures[(e["revision"], e["variant"])]
+        cell[0], cell[1] = cell[0] + 1, cell[1] + count
     stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * 6)
-    for events in per_unit.values():
-        variant = events[0]["variant"]
+    for unit, events in counted_events(history).items():
+        variant = first[unit][0]["variant"]
         values = {BUILTIN_METRIC: (float(len(events)), float(sum(e["late"] for e in events)))}
         values |= {spec.key: _value(spec, events) for _, spec in metrics.in_order()}
         for key, (x, y) in values.items():
@@ -299,16 +318,12 @@ def test_a_store_older_than_the_aggregates_is_counted_whole_on_the_first_batch(s
 
 def unit_values(history: History, metrics: ExperimentMetrics, skip: set[str]) -> dict[str, dict[str, list[Any]]]:
     """metric -> variant -> every exposed unit's (x, y), zeros included: what a notebook would compute."""
-    variant_of = {e["unit_id"]: e["variant"] for e in history.exposures}
-    latest = {c["event_id"]: c for c in history.conversions}
-    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for c in latest.values():
-        events[c["unit_id"]].append(c)
+    events = counted_events(history)
     out: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for unit, variant in variant_of.items():
+    for unit, (first, _) in earliest(history).items():
         if unit not in skip:
             for _, spec in metrics.in_order():
-                out[spec.key][variant].append(_value(spec, events[unit]))
+                out[spec.key][first["variant"]].append(_value(spec, events.get(unit, [])))
     return out
 
 
@@ -367,3 +382,43 @@ def test_the_metric_moments_view_gives_the_analyst_the_same_sums_and_the_units(s
         units[variant] += n
     assert {(r[0], r[1]): r[2] for r in rows} == {(r[0], r[1]): units[r[1]] for r in rows}
     assert _rounded({(r[0], r[1]): r[3:] for r in rows}) == reference(history, METRICS)["metrics"]
+
+
+def test_conversions_that_reach_the_sink_before_their_exposures_count_once_these_arrive(store: Any) -> None:
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
+    history = build_history(seed=20, units=500)
+    aggregates = UnitAggregates(store)
+
+    deliver(store, aggregates, History([], history.conversions), seed=21)
+    assert stored(store)["metrics"] == {}  # no unit is exposed yet: nothing counts
+    deliver(store, aggregates, History(history.exposures, []), seed=22)
+
+    assert stored(store) == reference(history, METRICS)
+
+
+def test_a_corrected_first_exposure_decides_the_variant_and_what_counts(store: Any) -> None:
+    """An earlier first exposure arrives late: the jobs re-emit it and re-attribute what its window holds."""
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
+    history = build_history(seed=23, units=400)
+    aggregates = UnitAggregates(store)
+    deliver(store, aggregates, history, seed=24)
+    rnd, corrections, reattributed = random.Random(25), [], []
+    for k, exposure in enumerate(history.exposures[::5]):
+        earlier = {**exposure, "event_id": str(_uuid(rnd)), "client_ts": exposure["client_ts"] - 60_000,
+                   "variant": rnd.choice(VARIANTS), "duplicates": 0}  # fmt: skip
+        corrections.append(earlier)
+        mine = [c for c in history.conversions if c["unit_id"] == exposure["unit_id"]]
+        reattributed += [
+            {**c, "exposure_event_id": earlier["event_id"], "exposure_ts": earlier["client_ts"],
+             "variant": earlier["variant"], "latency_ms": c["latency_ms"] + 60_000}
+            # the rest (all of them, every other unit): outside the corrected window, left with the superseded one
+            for c in (mine[::2] if k % 2 else [])
+        ]  # fmt: skip
+
+    deliver(store, aggregates, History(corrections, reattributed), seed=26, prefix="corrected/")
+
+    merged = History(history.exposures + corrections, history.conversions + reattributed)
+    assert stored(store) == reference(merged, METRICS)
+    assert any(c["unit_id"] == e["unit_id"] for c in reattributed for e in corrections)
