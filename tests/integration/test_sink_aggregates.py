@@ -422,3 +422,27 @@ def test_a_corrected_first_exposure_decides_the_variant_and_what_counts(store: A
     merged = History(history.exposures + corrections, history.conversions + reattributed)
     assert stored(store) == reference(merged, METRICS)
     assert any(c["unit_id"] == e["unit_id"] for c in reattributed for e in corrections)
+
+
+def test_a_percentile_cap_is_the_percentile_of_the_non_zero_values_applied_per_unit(store: Any) -> None:
+    from sinks.metric_report import metric_results
+
+    capped = MetricSpec.model_validate(
+        {"key": "revenue_p90", "title": "Revenue (p90 cap)", "type": "mean",
+         "numerator": {"events": "purchase", "aggregation": "sum"}, "cap": {"percentile": 0.9}}
+    )  # fmt: skip
+    metrics = ExperimentMetrics(primary=["revenue_p90"], definitions={"revenue_p90": capped})
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(metrics)], column_names=columns)
+    history = build_history(seed=27, units=900)
+    deliver(store, UnitAggregates(store), history, seed=28)
+
+    (result,) = metric_results(store, EXPERIMENT, metrics, control="A", policy="first_seen")
+
+    raw = unit_values(history, metrics, set())["revenue_p90"]
+    values = sorted(x for cells in raw.values() for x, _ in cells if x != 0)
+    cap = values[int(0.9 * len(values))]  # ClickHouse's quantileExact: the element at floor(p * n)
+    for variant, cells in raw.items():
+        xs = [min(x, cap) for x, _ in cells]
+        assert result["variants"][variant]["value"] == pytest.approx(sum(xs) / len(xs), rel=1e-9)
+    assert max(x for cells in raw.values() for x, _ in cells) > cap  # the cap did bind
