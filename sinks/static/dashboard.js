@@ -244,7 +244,9 @@
 
   function metricTable(m, colors) {
     const lifts = Object.values(m.variants).map((v) => v.lift).filter(Boolean);
-    const adjusted = lifts.some((l) => l.p_value_adjusted !== l.p_value);
+    // Shown when a correction moved it: with none, BH gives back m * p / m, which can differ from p in the last bit.
+    const adjusted = lifts.some((l) => l.p_value !== null
+      && Math.abs(l.p_value_adjusted - l.p_value) > 1e-9 * Math.abs(l.p_value));
     const scale = Math.max(0.01, ...lifts.filter((l) => l.relative !== null)
       .flatMap((l) => [Math.abs(l.relative_ci_low), Math.abs(l.relative_ci_high)]));
     const titles = ["Variant", "Units", "Value [95% CI]", "Lift vs control", "", "Difference",
