@@ -1,13 +1,9 @@
-"""What the dashboard shows: the report, its time series, health badges, and the HTML pages around them.
+"""What the dashboard shows: the report, its time series, health and guardrail badges, and the HTML pages.
 
 The sink's API serves it (``sinks.server``), from the process that owns the store; the browser polls
-``/api/dashboard/{experiment}`` and redraws (``sinks/static/dashboard.js``). Two series per variant,
-as dense cumulative arrays over time buckets aligned to the epoch, at most ``MAX_POINTS`` of them:
-
-- exposed units, every first exposure as logged (no policy): the unit states behind ``variant_minutes``
-  merged cumulatively, so a unit whose first exposure was corrected (two rows, two minutes) counts once;
-- units and converting units as the report counts them, from ``experiment_timeline`` (migration 0006),
-  with the report's rate and 95% interval at every bucket; the last bucket equals the report.
+``/api/dashboard/{experiment}`` and redraws (``sinks/static/dashboard.js``). The report (with its
+``metrics``) is ``sinks.report``'s; the series, cumulative per variant and per metric over time buckets,
+are ``sinks.series``' (from the aggregates only, so a refresh costs the same whatever the units).
 
     data = DashboardData(client)
     body = data.experiment("moon_mars", "exclude")   # {"report", "badges", "series", ...}
@@ -17,58 +13,33 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
 
-from abstream.errors import ReportError
+from sinks.metric_stats import Comparison, worse
 from sinks.report import SRM_ALPHA, fetch_report
+from sinks.series import fetch_series
 from sinks.settings import MultiVariantPolicy
-from sinks.stats import wald_interval
+from sinks.stats import Interval
 
 __all__ = [
-    "MAX_POINTS",
     "DashboardData",
     "DashboardSource",
-    "choose_step",
+    "guardrail_badges",
     "health_badges",
     "render_page",
-    "shape_series",
     "static_asset",
 ]
 
-MAX_POINTS = 240
-_STEPS_MIN = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 # Rules of thumb for the badges (a rate at or above the second number is red); SRM uses the report's alpha.
 MISMATCH_RED = 0.01
 LATE_RED = 0.05
 MULTI_VARIANT_RED = 0.01
-
-_SPAN_SQL = """
-SELECT count(), min(toUnixTimestamp(minute)), max(toUnixTimestamp(minute))
-FROM variant_minute_stats WHERE experiment = {experiment:String}
-"""
-_EXPOSED_SQL = """
-SELECT variant, bucket,
-       uniqExactMerge(units) OVER (PARTITION BY variant ORDER BY bucket ROWS UNBOUNDED PRECEDING) AS cumulative
-FROM (
-    SELECT variant, intDiv(toUnixTimestamp(minute) - {start:Int64}, {step:Int64}) AS bucket,
-           uniqExactMergeState(exposed_units) AS units
-    FROM variant_minute_stats WHERE experiment = {experiment:String}
-    GROUP BY variant, bucket
-)
-"""
-_COUNTED_SQL = """
-SELECT variant, intDiv(toUnixTimestamp(minute) - {start:Int64}, {step:Int64}) AS bucket,
-       sum(units), sum(converting_units)
-FROM experiment_timeline(policy = {policy:String}) WHERE experiment = {experiment:String}
-GROUP BY variant, bucket
-"""
 
 
 class DashboardSource(Protocol):
@@ -112,110 +83,15 @@ class DashboardData:
 
     def _experiment(self, key: str, policy: MultiVariantPolicy) -> dict[str, Any]:
         entry = fetch_report(self._client, key, policy=policy)["experiments"][key]
-        series = self._series(key, policy, list(entry["variants"]))
+        series = fetch_series(self._client, key, policy, list(entry["variants"]), entry["metrics"])
         return {
             "experiment": key,
             "policy": policy,
             "generated_at": _now(),
             "report": entry,
-            "badges": health_badges(entry),
+            "badges": [*health_badges(entry), *guardrail_badges(entry)],
             "series": series,
         }
-
-    def _series(self, key: str, policy: MultiVariantPolicy, variants: list[str]) -> dict[str, Any]:
-        count, first, last = self._rows(_SPAN_SQL, {"experiment": key})[0]
-        if not count:
-            return shape_series(0, 60, 0, variants, [], [])
-        end = int(last) + 60
-        start, step = choose_step(int(first), end)
-        params = {"experiment": key, "policy": policy, "start": start, "step": step}
-        exposed, counted = self._rows(_EXPOSED_SQL, params), self._rows(_COUNTED_SQL, params)
-        return shape_series(start, step, math.ceil((end - start) / step), variants, exposed, counted)
-
-    def _rows(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
-        try:
-            return list(self._client.query(sql, parameters=parameters).result_rows)
-        except Exception as exc:
-            if "UNKNOWN_TABLE" in str(exc) or "UNKNOWN_FUNCTION" in str(exc):
-                raise ReportError(
-                    "the dashboard's views are missing from this ClickHouse database: run `abstream sink migrate`"
-                ) from exc
-            raise ReportError(f"the dashboard query failed: {str(exc).splitlines()[0][:300]}") from exc
-
-
-def choose_step(first_s: int, end_s: int) -> tuple[int, int]:
-    """(start, step) in seconds: the smallest usual step that covers [first_s, end_s) in ``MAX_POINTS``
-    buckets, and a start aligned to it, so buckets stay put while an experiment grows."""
-    span_min = max(1, math.ceil((end_s - first_s) / 60))
-    step_min = next((s for s in _STEPS_MIN if math.ceil(span_min / s) < MAX_POINTS), 0)
-    if not step_min:
-        step_min = 1440 * math.ceil(span_min / 1440 / (MAX_POINTS - 1))
-    step = step_min * 60
-    return first_s - first_s % step, step
-
-
-def shape_series(
-    start_s: int,
-    step_s: int,
-    buckets: int,
-    variants: Sequence[str],
-    exposed: Iterable[Sequence[Any]],
-    counted: Iterable[Sequence[Any]],
-) -> dict[str, Any]:
-    """Dense cumulative arrays per variant, one value per bucket (its end is when the value held).
-
-    ``exposed`` rows are (variant, bucket, distinct exposed units up to and including the bucket);
-    ``counted`` rows are (variant, bucket, units added, converting units added). Variants are
-    ``variants`` first (the report's order), then any others by name. A row outside the buckets
-    (data that arrived between the queries) is folded into the nearest end.
-    """
-    exposed, counted = list(exposed), list(counted)
-    if buckets <= 0 and (exposed or counted):
-        raise ValueError("shape_series: rows need at least one bucket")
-    names = list(dict.fromkeys([*variants, *sorted({str(row[0]) for row in [*exposed, *counted]})]))
-    seen = {name: [0] * buckets for name in names}
-    added = {name: {"units": [0] * buckets, "converting_units": [0] * buckets} for name in names}
-    for name, bucket, units in exposed:
-        at = min(max(0, int(bucket)), buckets - 1)
-        seen[name][at] = max(seen[name][at], int(units))
-    for name, bucket, units, converting in counted:
-        at = min(max(0, int(bucket)), buckets - 1)
-        added[name]["units"][at] += int(units)
-        added[name]["converting_units"][at] += int(converting)
-    out = {name: {"exposed_units": _running_max(seen[name]), **_cumulative(added[name])} for name in names}
-    return {"start_ms": start_s * 1000, "step_ms": step_s * 1000, "buckets": buckets, "variants": out}
-
-
-def _cumulative(columns: Mapping[str, list[int]]) -> dict[str, list[Any]]:
-    series: dict[str, list[Any]] = {name: _running_sum(values) for name, values in columns.items()}
-    bands = [_rate_ci(c, u) for c, u in zip(series["converting_units"], series["units"], strict=True)]
-    series["rate"], series["ci_low"], series["ci_high"] = ([band[i] for band in bands] for i in range(3))
-    return series
-
-
-def _running_max(values: Iterable[int]) -> list[int]:
-    """A cumulative count carried through the buckets where it has no row."""
-    top, out = 0, []
-    for value in values:
-        top = max(top, value)
-        out.append(top)
-    return out
-
-
-def _running_sum(values: Iterable[int]) -> list[int]:
-    total, out = 0, []
-    for value in values:
-        total += value
-        out.append(total)
-    return out
-
-
-def _rate_ci(converting: int, units: int) -> tuple[float | None, float | None, float | None]:
-    """The report's rate and clipped 95% Wald interval; None without units."""
-    if units <= 0:
-        return None, None, None
-    rate = wald_interval(converting, units)
-    return rate.estimate, rate.low, rate.high
 
 
 def health_badges(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -263,6 +139,44 @@ def _rate_badge(
     return {"name": name, "label": label, "level": level, "text": text, "short": f"{rate * 100:.2f}%"}
 
 
+def guardrail_badges(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One badge per guardrail metric: bad when the report flags it, ok when tested, na before a test."""
+    return [_guardrail_badge(m) for m in entry.get("metrics", []) if m["role"] == "guardrail"]
+
+
+def _guardrail_badge(metric: Mapping[str, Any]) -> dict[str, Any]:
+    badge = {"name": f"guardrail:{metric['key']}", "label": f"Guardrail {metric['key']}"}
+    better = "lower" if metric["direction"] == "decrease" else "higher"
+    lifts = {
+        name: v["lift"] for name, v in metric["variants"].items() if v["lift"] and v["lift"]["p_value"] is not None
+    }
+    if not metric["has_data"] or not lifts:
+        why = "no data yet" if not metric["has_data"] else "no test yet (needs 2+ units with spread per variant)"
+        return {**badge, "level": "na", "text": f"n/a ({why})", "short": "n/a"}
+    p = min(lift["p_value_adjusted"] for lift in lifts.values())
+    if metric["guardrail_failed"]:
+        bad = {name: lift["p_value_adjusted"] for name, lift in lifts.items() if _worse(lift, metric["direction"])}
+        names = ", ".join(f"{name} (p={q:.3g})" for name, q in bad.items())
+        return {
+            **badge,
+            "level": "bad",
+            "text": f"significantly worse in {names}; {better} is better",
+            "short": "worse",
+        }
+    return {
+        **badge,
+        "level": "ok",
+        "text": f"not significantly worse ({better} is better), min p={p:.3g}",
+        "short": "ok",
+    }
+
+
+def _worse(lift: Mapping[str, Any], direction: Any) -> bool:
+    """The report's guardrail rule (``metric_stats.worse`` on the adjusted p-value), for one treatment."""
+    absolute = Interval(lift["absolute"], lift["absolute_ci_low"], lift["absolute_ci_high"])
+    return worse(Comparison(absolute, None, lift["p_value_adjusted"], None), direction)
+
+
 def _summary(key: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """One line of the index: totals and the badges."""
     variants = entry["variants"]
@@ -273,7 +187,7 @@ def _summary(key: str, entry: Mapping[str, Any]) -> dict[str, Any]:
         "variants": list(variants),
         "units": sum(v["units"] for v in variants.values()),
         "converting_units": sum(v["converting_units"] for v in variants.values()),
-        "badges": health_badges(entry),
+        "badges": [*health_badges(entry), *guardrail_badges(entry)],
     }
 
 

@@ -8,7 +8,7 @@ the experiment asks for it, and a guardrail that moved significantly in its bad 
 
 JSON shape of one metric (``report["experiments"][KEY]["metrics"]``, primary metrics first)::
 
-    {"key", "title", "role", "type", "direction", "cap", "window_ms", "has_data",
+    {"key", "version", "title", "role", "type", "direction", "cap", "window_ms", "has_data",
      "variants": {NAME: {"units", "nonzero_units", "numerator", "denominator", "value", "ci_low", "ci_high",
                          "is_control", "lift": null | {"absolute", "absolute_ci_low", "absolute_ci_high",
                          "relative", "relative_ci_low", "relative_ci_high", "p_value", "p_value_adjusted"}}},
@@ -137,6 +137,8 @@ def _estimate(spec: MetricSpec, n: int, s: Sums) -> Estimate | None:
     moments = Moments(n=n, sum_x=s[1], sum_x2=s[2], sum_y=s[3], sum_y2=s[4], sum_xy=s[5])
     if spec.type == "ratio":
         return ratio_estimate(moments)
+    if spec.type == "proportion" and not 0 <= s[1] <= n:
+        return None  # more converted units than units: a moment between two tables' batches, no estimate yet
     return mean_estimate(moments, proportion=spec.type == "proportion")
 
 
@@ -155,7 +157,8 @@ def _metric(
         if variant != control and mine is not None and base is not None:
             entry["lift"] = _lift(compare(mine, base))
     return {
-        "key": spec.key, "title": spec.title, "role": role, "type": spec.type, "direction": spec.direction,
+        "key": spec.key, "version": spec.version, "title": spec.title, "role": role, "type": spec.type,
+        "direction": spec.direction,
         "cap": None if spec.cap is None else spec.cap.model_dump(exclude_none=True), "window_ms": spec.window_ms,
         "aggregation": spec.numerator.aggregation, "events": spec.numerator.events,
         "has_data": any(s[0] or s[1] or s[3] for s in cells.values()), "variants": variants, "guardrail_failed": False,

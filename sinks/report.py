@@ -215,7 +215,7 @@ def _render_metric_variant(m: Mapping[str, Any], v: Mapping[str, Any]) -> str:
         text += f", diff {lift['absolute']:+.4g} [{lift['absolute_ci_low']:+.4g}, {lift['absolute_ci_high']:+.4g}]"
     if lift["p_value"] is not None:
         text += f", p={lift['p_value']:.4g}"
-        if lift["p_value_adjusted"] != lift["p_value"]:
+        if not math.isclose(lift["p_value_adjusted"], lift["p_value"], rel_tol=1e-9):  # the correction moved it
             text += f" (adjusted {lift['p_value_adjusted']:.4g})"
     return text
 

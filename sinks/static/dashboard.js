@@ -7,7 +7,7 @@
   const POLL_MS = 5000;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B", "#000000"];
-  const W = 720, H = 280, M = { left: 58, right: 16, top: 12, bottom: 30 };
+  const WIDE = { W: 720, H: 280 }, SMALL = { W: 440, H: 220 }, M = { left: 58, right: 16, top: 12, bottom: 30 };
   const app = document.getElementById("app");
   const status = document.getElementById("status");
   const policy = new URLSearchParams(window.location.search).get("policy") || config.policy;
@@ -52,11 +52,11 @@
   }
 
   // -- charts ---------------------------------------------------------------------------------
-  function niceTicks(max, n) {
-    const raw = max / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  function niceTicks(min, max, n) {
+    const raw = (max - min) / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
     const ticks = [];
-    for (let v = 0; v <= max + step * 1e-9; v += step) ticks.push(v);
+    for (let v = Math.ceil(min / step - 1e-9) * step; v <= max + step * 1e-9; v += step) ticks.push(v);
     return ticks;
   }
 
@@ -95,14 +95,15 @@
   }
 
   // series: [{name, color, points: [[x, y]], band: [[x, lo, hi]] | null, last: text}]
-  function drawChart(figure, { x0, x1, yMax, yFormat, series, label }) {
+  function drawChart(figure, { x0, x1, yMin = 0, yMax, yFormat, series, label, size = WIDE }) {
+    const { W, H } = size;
     const svg = figure.querySelector("svg");
     svg.replaceChildren();
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("aria-label", label);
     const sx = (x) => M.left + ((x - x0) / Math.max(1, x1 - x0)) * (W - M.left - M.right);
-    const sy = (y) => H - M.bottom - (y / yMax) * (H - M.top - M.bottom);
-    for (const t of niceTicks(yMax, 4)) {
+    const sy = (y) => H - M.bottom - ((y - yMin) / (yMax - yMin)) * (H - M.top - M.bottom);
+    for (const t of niceTicks(yMin, yMax, 4)) {
       svg.append(svgEl("line", { class: "grid", x1: M.left, x2: W - M.right, y1: sy(t), y2: sy(t) }));
       const text = svgEl("text", { x: M.left - 6, y: sy(t) + 4, "text-anchor": "end" });
       text.textContent = yFormat(t);
@@ -115,7 +116,8 @@
       text.textContent = clock(x, long || i === 0);
       svg.append(text);
     });
-    svg.append(svgEl("line", { class: "axis", x1: M.left, x2: W - M.right, y1: sy(0), y2: sy(0) }));
+    const base = sy(Math.max(0, yMin));
+    svg.append(svgEl("line", { class: "axis", x1: M.left, x2: W - M.right, y1: base, y2: base }));
     const clip = svgEl("clipPath", { id: figure.id + "-clip" });
     clip.append(svgEl("rect", { x: M.left, y: M.top - 4, width: W - M.left - M.right + 4, height: H - M.top - M.bottom + 8 }));
     svg.append(clip);
@@ -132,13 +134,14 @@
       swatch(s.color), s.name + " ", el("b", { "data-last": "" }, s.last))));
   }
 
-  function figure(id, title, note) {
-    let node = document.getElementById(id);
-    if (node) return node;
-    node = el("figure", { id }, el("figcaption", {}, title + " ", el("small", {}, note)));
+  function newFigure(id, title, note) {
+    const node = el("figure", { id }, el("figcaption", {}, title + " ", el("small", {}, note)));
     node.append(svgEl("svg", { class: "chart", role: "img" }), el("div", { class: "legend" }));
-    section("charts", "charts").append(node);
     return node;
+  }
+
+  function figure(id, title, note) {
+    return document.getElementById(id) || section("charts", "charts").appendChild(newFigure(id, title, note));
   }
 
   function drawSeries(series, colors) {
@@ -171,6 +174,143 @@
       x0: start, x1, yMax: Math.min(1, yRate * 1.08), yFormat: (t) => pct(t, yRate < 0.05 ? 1 : 0), series: rates,
       label: "Cumulative conversion rate per variant with 95% confidence band",
     });
+  }
+
+  // -- metric panels --------------------------------------------------------------------------
+  // A metric's value: a rate for proportions, otherwise a number (mean per unit, or sum(x) / sum(y)).
+  const metricValue = (m, x) => (m.type === "proportion" ? pct(x) : g4(x));
+  const signed = (text, x) => (x > 0 ? "+" : "") + text;
+  // A difference: in percentage points for proportions (the unit written once, after an interval).
+  const diffNumber = (m, x) => (x === null || x === undefined ? "n/a"
+    : m.type === "proportion" ? signed((x * 100).toFixed(2), x) : signed(g4(x), x));
+  const unitOf = (m) => (m.type === "proportion" ? " pp" : "");
+  const range = (format, low, high) => (low === null || low === undefined ? "n/a" : "[" + format(low) + ", " + format(high) + "]");
+  const DIRECTION = { increase: "higher is better", decrease: "lower is better" };
+
+  function describe(m) {
+    const cap = m.cap || {};
+    const capped = cap.value !== undefined ? `capped at ${g4(cap.value)} per unit`
+      : cap.percentile !== undefined ? `capped at the p${g4(cap.percentile * 100)} unit` : null;
+    const what = { proportion: "rate per unit", mean: "mean per unit", ratio: "sum of numerators / sum of denominators" }[m.type];
+    return [m.key, `${m.type} (${what})`, DIRECTION[m.direction], capped].filter(Boolean).join(" · ");
+  }
+
+  // A forest plot of one treatment's relative lift: its interval against 0, coloured by what it means.
+  function liftBar(m, lift, scale) {
+    const w = 110, h = 16, mid = w / 2, sx = (x) => mid + (x / scale) * (mid - 4);
+    const svg = svgEl("svg", { class: "lift-bar", viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img" });
+    svg.append(svgEl("line", { class: "zero", x1: mid, x2: mid, y1: 0, y2: h }));
+    if (!lift || lift.relative === null) return svg;
+    const significant = lift.p_value_adjusted !== null && lift.p_value_adjusted < 0.05;
+    const good = (lift.relative > 0) === (m.direction === "increase");
+    const tone = !significant ? "neutral" : good ? "good" : "bad";
+    const clamp = (x) => Math.max(2, Math.min(w - 2, sx(x)));
+    svg.append(svgEl("line", { class: "ci " + tone, x1: clamp(lift.relative_ci_low), x2: clamp(lift.relative_ci_high), y1: h / 2, y2: h / 2 }));
+    svg.append(svgEl("circle", { class: "point " + tone, cx: clamp(lift.relative), cy: h / 2, r: 3.5 }));
+    svg.setAttribute("aria-label", `relative lift ${signedPct(lift.relative)}, 95% CI ${signedPct(lift.relative_ci_low)} to ${signedPct(lift.relative_ci_high)}`);
+    return svg;
+  }
+
+  // A cell with a main value and, below it, a smaller one (an interval, a count); each its own data-field.
+  function stacked(main, sub) {
+    const parts = [el("span", { class: "main", "data-field": main[0] }, main[1])];
+    if (sub) parts.push(el("span", { class: "sub", "data-field": sub[0] }, sub[1]));
+    return el("td", {}, ...parts);
+  }
+
+  function metricRow(m, name, v, { colors, scale, adjusted }) {
+    const lift = v.lift, diff = (x) => diffNumber(m, x), value = (x) => metricValue(m, x);
+    const nonzero = count(v.nonzero_units) + (m.type === "proportion" ? " converting" : " non-zero");
+    const cells = [
+      el("td", { "data-field": "variant" }, swatch(colors[name]), name),
+      stacked(["units", count(v.units)], ["nonzero_units", nonzero]),
+      stacked(["value", value(v.value)], ["ci", range(value, v.ci_low, v.ci_high)]),
+    ];
+    if (v.is_control) {
+      cells.push(el("td", { "data-field": "lift", colspan: 4, class: "text" }, "control"));
+    } else if (!lift) {
+      cells.push(el("td", { "data-field": "lift", colspan: 4, class: "text" }, "n/a (needs 2+ units per variant)"));
+    } else {
+      cells.push(
+        lift.relative === null ? stacked(["lift", "n/a"], null)
+          : stacked(["lift", signedPct(lift.relative)], ["lift_ci", range(signedPct, lift.relative_ci_low, lift.relative_ci_high)]),
+        el("td", { "data-field": "lift_bar" }, liftBar(m, lift, scale)),
+        stacked(["diff", diff(lift.absolute) + unitOf(m)],
+          ["diff_ci", range(diff, lift.absolute_ci_low, lift.absolute_ci_high) + unitOf(m)]),
+        stacked(["p_value", g4(lift.p_value)], adjusted ? ["p_adjusted", "adj. " + g4(lift.p_value_adjusted)] : null));
+    }
+    return el("tr", { "data-variant": name }, ...cells);
+  }
+
+  function metricTable(m, colors) {
+    const lifts = Object.values(m.variants).map((v) => v.lift).filter(Boolean);
+    // Shown when a correction moved it: with none, BH gives back m * p / m, which can differ from p in the last bit.
+    const adjusted = lifts.some((l) => l.p_value !== null
+      && Math.abs(l.p_value_adjusted - l.p_value) > 1e-9 * Math.abs(l.p_value));
+    const scale = Math.max(0.01, ...lifts.filter((l) => l.relative !== null)
+      .flatMap((l) => [Math.abs(l.relative_ci_low), Math.abs(l.relative_ci_high)]));
+    const titles = ["Variant", "Units", "Value [95% CI]", "Lift vs control", "", "Difference",
+      adjusted ? "p (adjusted)" : "p-value"];
+    const head = el("tr", {}, ...titles.map((title) => el("th", {}, title)));
+    const rows = Object.entries(m.variants).map(([name, v]) => metricRow(m, name, v, { colors, scale, adjusted }));
+    return el("table", { class: "metric-table" }, el("thead", {}, head), el("tbody", {}, ...rows));
+  }
+
+  function metricChart(m, shown, series, colors) {
+    const n = series.buckets, start = series.start_ms, step = series.step_ms;
+    const end = (i) => start + (i + 1) * step;
+    const names = Object.keys(shown.variants);
+    const lines = names.map((name) => {
+      const v = shown.variants[name];
+      return {
+        name, color: colors[name], points: v.value.map((y, i) => [end(i), y]),
+        band: v.value.map((y, i) => [end(i), y === null ? null : v.ci_low[i], v.ci_high[i]]),
+        last: metricValue(m, v.value[n - 1] ?? null),
+      };
+    });
+    // As for the rate: scale to the bands once a variant has some units, not to its first few units'.
+    const units = (name) => (series.variants[name] || { units: [] }).units;
+    const settled = (name, column) => shown.variants[name][column].filter((y, i) => y !== null
+      && units(name)[i] >= Math.min(30, units(name)[n - 1]));
+    const highs = names.flatMap((name) => settled(name, "ci_high"));
+    const top = highs.length ? Math.max(...highs) : null;
+    const yMin = Math.min(0, ...names.flatMap((name) => settled(name, "ci_low")));
+    const yMax = m.type === "proportion" ? Math.min(1, Math.max(0.01, (top ?? 0) * 1.08))
+      : top !== null && top > yMin ? top + (top - yMin) * 0.08 : yMin + 1;
+    const node = newFigure("metric-chart-" + m.key, "", "cumulative by first exposure, 95% CI; UTC");
+    drawChart(node, {
+      size: SMALL, x0: start, x1: n ? end(n - 1) : start + step, yMin, yMax, series: lines,
+      yFormat: m.type === "proportion" ? (t) => pct(t, yMax < 0.05 ? 1 : 0) : (t) => String(Number(t.toPrecision(3))),
+      label: `Cumulative ${m.title} per variant with 95% confidence band`,
+    });
+    return node;
+  }
+
+  function metricPanel(m, body, colors) {
+    const shown = (body.series.metrics || {})[m.key];
+    const head = el("header", {}, el("span", { class: "role " + m.role }, m.role), el("h2", {}, m.title),
+      el("small", {}, describe(m)));
+    const guard = body.badges.find((b) => b.name === "guardrail:" + m.key);
+    if (guard) head.append(badgeEl(guard, false));
+    const panel = el("article", { class: "metric", "data-metric": m.key, "data-role": m.role,
+      "data-has-data": String(m.has_data), "data-guardrail-failed": String(m.guardrail_failed) }, head);
+    if (!m.has_data) {
+      const units = Object.entries(m.variants).map(([name, v]) => `${name}: ${count(v.units)} units`).join(", ");
+      panel.append(el("p", { class: "empty", "data-field": "no-data" }, `no data yet (${units || "no units"})`));
+      return panel;
+    }
+    const chart = !shown ? el("p", { class: "empty" }, "no series")
+      : shown.note ? el("p", { class: "note", "data-field": "note" }, shown.note)
+      : metricChart(m, shown, body.series, colors);
+    panel.append(el("div", { class: "metric-body" }, chart, metricTable(m, colors)));
+    return panel;
+  }
+
+  function renderMetrics(body, colors) {
+    const metrics = body.report.metrics || [];
+    const box = section("metrics", "metrics");
+    box.hidden = !metrics.length;
+    box.replaceChildren(...metrics.map((m) => metricPanel(m, body, colors)));
   }
 
   // -- the experiment page --------------------------------------------------------------------
@@ -217,6 +357,7 @@
       `revision ${report.revision} · control ${report.control} · ${count(report.exposed_units)} exposed units, `
       + `${count(report.exposures)} exposures · `, policyLinks(body.policy));
     section("badges", "badges").replaceChildren(...body.badges.map((b) => badgeEl(b, false)));
+    renderMetrics(body, colors);
     drawSeries(body.series, colors);
     section("report", "").replaceChildren(reportTable(report, colors));
   }

@@ -1,9 +1,11 @@
 """The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real sink and chDB.
 
 A sink subprocess (its own data dir and store, as in test_sink_report) consumes half of a scenario;
-the experiment page must show the numbers ClickHouse holds, one chart series per variant, and then,
-after the other half is produced, the new numbers without a reload. The store is read again by other
-processes once the sink stops: ``abstream report`` and plain SQL against the views the charts use.
+the experiment page must show the numbers ClickHouse holds, one chart series per variant, a panel per
+metric with the report's estimates, lifts and p-values, the guardrail badges, and then, after the other
+half is produced, the new numbers without a reload. The store is read again by other processes once
+the sink stops: ``abstream report`` and plain SQL against the older views (variant_minute_stats,
+experiment_timeline), an independent reference for the series the dashboard now reads from the aggregates.
 
 Chromium comes from the system (``apt-get install -y chromium``), never from ``playwright install``.
 """
@@ -11,6 +13,7 @@ Chromium comes from the system (``apt-get install -y chromium``), never from ``p
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -26,6 +29,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from deploy.topics import TopicSpec, create_topics
+from schemas.metrics import ExperimentMetrics
 from sinks.dashboard import DashboardData
 from sinks.migrator import migrate
 from sinks.report import fetch_report
@@ -41,6 +45,31 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 UNITS = 400
+# moon_mars's conversions are clicks with a value; Mars converts twice as often as Moon (the control).
+METRICS = ExperimentMetrics.model_validate({
+    "primary": ["clicked"],
+    "secondary": ["clicks", "click_value", "value_per_click", "click_value_p90"],
+    "guardrails": ["clicked_guard", "purchased"],
+    "correction": "benjamini-hochberg",
+    "definitions": {
+        "clicked": {"key": "clicked", "title": "Units who clicked", "type": "proportion",
+                    "numerator": {"events": ["click"]}},
+        "clicks": {"key": "clicks", "title": "Clicks per unit", "type": "mean", "numerator": {"events": ["click"]}},
+        "click_value": {"key": "click_value", "title": "Click value per unit", "type": "mean", "cap": {"value": 60},
+                        "numerator": {"events": ["click"], "aggregation": "sum"}},
+        "value_per_click": {"key": "value_per_click", "title": "Value per click", "type": "ratio",
+                            "numerator": {"events": ["click"], "aggregation": "sum"},
+                            "denominator": {"events": ["click"]}},
+        "click_value_p90": {"key": "click_value_p90", "title": "Click value per unit (p90 cap)", "type": "mean",
+                            "cap": {"percentile": 0.9}, "numerator": {"events": ["click"], "aggregation": "sum"}},
+        "clicked_guard": {"key": "clicked_guard", "title": "Units who clicked (must not rise)",
+                          "type": "proportion", "direction": "decrease", "numerator": {"events": ["click"]}},
+        "purchased": {"key": "purchased", "title": "Units who purchased", "type": "proportion",
+                      "numerator": {"events": ["purchase"]}},
+    },
+})  # fmt: skip
+HEALTH = ["srm", "mismatches", "late", "multi_variant"]
+GUARDRAILS = ["guardrail:clicked_guard", "guardrail:purchased"]
 SQL = """
 import json, sys
 from sinks.clickhouse import connect
@@ -149,6 +178,83 @@ def assert_charts(page: Any, variants: list[str], buckets: int) -> None:
         assert rate.locator("path.band").get_attribute("d").endswith("Z")
 
 
+# Every metric panel as the page shows it, read in one go.
+PANELS_JS = """() => [...document.querySelectorAll("#metrics article.metric")].map((p) => ({
+  key: p.dataset.metric, role: p.dataset.role, hasData: p.dataset.hasData, failed: p.dataset.guardrailFailed,
+  header: p.querySelector("header").textContent,
+  badge: p.querySelector("header .badge") ? p.querySelector("header .badge").dataset.level : null,
+  noData: p.querySelector('[data-field="no-data"]') ? p.querySelector('[data-field="no-data"]').textContent : null,
+  note: p.querySelector('[data-field="note"]') ? p.querySelector('[data-field="note"]').textContent : null,
+  rows: Object.fromEntries([...p.querySelectorAll("tbody tr")].map((r) => [r.dataset.variant,
+    Object.fromEntries([...r.querySelectorAll("[data-field]")].map((c) => [c.dataset.field, c.textContent]))])),
+  legend: Object.fromEntries([...p.querySelectorAll(".legend-item")].map((i) => [i.dataset.variant,
+    i.querySelector("b").textContent])),
+  bands: [...p.querySelectorAll("svg.chart g.series")].map((g) => [g.dataset.variant,
+    g.querySelector("path.band").getAttribute("d").endsWith("Z")]),
+  liftBars: p.querySelectorAll("svg.lift-bar circle.point").length,
+}))"""
+
+
+def metric_panels(page: Any) -> dict[str, dict[str, Any]]:
+    return {panel["key"]: panel for panel in page.evaluate(PANELS_JS)}
+
+
+def shown_value(metric: dict[str, Any], text: str) -> list[float]:
+    """The numbers of a value cell, in the report's units (a proportion is shown in %)."""
+    return [n / 100 for n in numbers(text)] if metric["type"] == "proportion" else numbers(text)
+
+
+def assert_metrics_match(panels: dict[str, dict[str, Any]], metrics: list[dict[str, Any]]) -> None:
+    """Each metric's panel, in the report's order, against the report's numbers (to the digits shown)."""
+    assert list(panels) == [m["key"] for m in metrics]
+    for m in metrics:
+        panel = panels[m["key"]]
+        direction = "lower is better" if m["direction"] == "decrease" else "higher is better"
+        assert (panel["role"], panel["hasData"]) == (m["role"], str(m["has_data"]).lower())
+        assert all(part in panel["header"] for part in (m["role"], m["title"], m["type"], direction)), panel["header"]
+        assert panel["failed"] == str(m["guardrail_failed"]).lower()
+        if m["role"] == "guardrail":
+            assert panel["badge"] == ("bad" if m["guardrail_failed"] else "ok" if m["has_data"] else "na")
+        if not m["has_data"]:
+            assert panel["rows"] == {} and panel["noData"].startswith("no data yet (")
+            assert all(f"{name}: {v['units']} units" in panel["noData"] for name, v in m["variants"].items())
+            continue
+        assert list(panel["rows"]) == list(m["variants"])
+        for name, v in m["variants"].items():
+            assert_metric_row(m, name, panel["rows"][name], v)
+        if (m["cap"] or {}).get("percentile") is not None:
+            assert panel["note"] and "percentile" in panel["note"] and panel["bands"] == []
+            continue
+        assert panel["bands"] == [[name, True] for name in m["variants"]]  # a line and a closed CI band each
+        for name, v in m["variants"].items():
+            assert shown_value(m, panel["legend"][name]) == pytest.approx([v["value"]], rel=1e-3, abs=5e-5)
+        assert panel["liftBars"] == sum(v["lift"] is not None and v["lift"]["relative"] is not None
+                                        for v in m["variants"].values())  # fmt: skip
+
+
+def assert_metric_row(m: dict[str, Any], name: str, cells: dict[str, str], v: dict[str, Any]) -> None:
+    close = {"rel": 1e-3, "abs": 5e-5}  # 4 significant digits, or a rate to 0.01%
+    assert cells["variant"].strip() == name
+    assert int(cells["units"]) == v["units"] and numbers(cells["nonzero_units"]) == [v["nonzero_units"]]
+    assert shown_value(m, cells["value"]) == pytest.approx([v["value"]], **close)
+    assert shown_value(m, cells["ci"]) == pytest.approx([v["ci_low"], v["ci_high"]], **close)
+    if v["is_control"]:
+        assert cells["lift"] == "control" and "p_value" not in cells
+        return
+    lift = v["lift"]
+    relative = [lift["relative"], lift["relative_ci_low"], lift["relative_ci_high"]]
+    shown = numbers(cells["lift"] + " " + cells["lift_ci"])
+    assert [n / 100 for n in shown] == pytest.approx(relative, abs=5.1e-4)  # shown to 0.1%
+    absolute = [lift["absolute"], lift["absolute_ci_low"], lift["absolute_ci_high"]]
+    assert shown_value(m, cells["diff"] + " " + cells["diff_ci"]) == pytest.approx(absolute, **close)
+    assert float(cells["p_value"]) == pytest.approx(lift["p_value"], rel=1e-3)
+    lifts = [w["lift"] for w in m["variants"].values() if w["lift"]]
+    moved = [x for x in lifts if x["p_value"] is not None and not math.isclose(x["p_value_adjusted"], x["p_value"])]
+    assert ("p_adjusted" in cells) == bool(moved)  # shown when the correction moved a p-value
+    if "p_adjusted" in cells:
+        assert numbers(cells["p_adjusted"]) == pytest.approx([lift["p_value_adjusted"]], rel=1e-3)
+
+
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.load(response)
@@ -208,7 +314,7 @@ def test_the_series_end_where_the_report_stands(kafka_bootstrap: str, topic_pref
         AdminClient({"bootstrap.servers": kafka_bootstrap}), TopicSpec.load().resolve(prefix=topic_prefix, brokers=1)
     )
     migrate(clickhouse)
-    scenario = build_scenario(units=300)
+    scenario = build_scenario(units=300, metrics={"moon_mars": METRICS})
     assert len(correct_first_exposures(scenario, 12)) == 12
     sink = Sink(kafka_bootstrap, topic_prefix, clickhouse, f"sink-{uuid.uuid4().hex[:8]}")
     publish(sink, scenario.records)
@@ -235,12 +341,30 @@ def test_the_series_end_where_the_report_stands(kafka_bootstrap: str, topic_pref
                 )
                 assert all(a <= b for a, b in zip(series["units"], series["units"][1:], strict=False))
             assert body["series"]["step_ms"] == 60_000 and body["series"]["buckets"] >= 5
+            assert [m["key"] for m in report["metrics"]] == ([s.key for _, s in METRICS.in_order()]
+                                                             if key == "moon_mars" else [])  # fmt: skip
+            for metric in report["metrics"]:
+                assert_metric_series_end_at_the_report(body["series"], metric)
+
+
+def assert_metric_series_end_at_the_report(series: dict[str, Any], metric: dict[str, Any]) -> None:
+    shown = series["metrics"][metric["key"]]
+    assert (shown["version"], shown["type"]) == (metric["version"], metric["type"])
+    if (metric["cap"] or {}).get("percentile") is not None:
+        assert shown["variants"] == {} and "percentile" in shown["note"]
+        return
+    assert list(shown["variants"]) == list(metric["variants"])
+    for name, v in metric["variants"].items():
+        got = shown["variants"][name]
+        assert len(got["value"]) == series["buckets"]
+        last = (got["value"][-1], got["ci_low"][-1], got["ci_high"][-1])
+        assert last == pytest.approx((v["value"], v["ci_low"], v["ci_high"]), rel=1e-9, abs=1e-12), metric["key"]
 
 
 def test_the_page_shows_the_store_and_follows_the_pipeline_without_reloading(
     browser: Any, sink_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    scenario = build_scenario(units=UNITS)
+    scenario = build_scenario(units=UNITS, metrics={"moon_mars": METRICS})
     first, rest = (
         part(scenario, lambda u: unit_index(u) < UNITS // 2),
         part(scenario, lambda u: unit_index(u) >= UNITS // 2),
@@ -263,6 +387,11 @@ def test_the_page_shows_the_store_and_follows_the_pipeline_without_reloading(
         assert printed.returncode == 0 and f"Dashboard: {base_url} " in printed.stdout, printed
 
         page.goto(base_url)
+        page.wait_for_selector('tr[data-experiment="moon_mars"] [data-badge="guardrail:purchased"]')
+        row = page.locator('tr[data-experiment="moon_mars"]')
+        assert [b.get_attribute("data-badge") for b in row.locator(".badge").all()] == HEALTH + GUARDRAILS
+        assert page.locator('tr[data-experiment="gold_white"] .badge').count() == len(HEALTH)  # it names no metrics
+        page.screenshot(path=tmp_path / "index.png", full_page=True)
         page.locator('tr[data-experiment="moon_mars"] a').click()
         page.wait_for_selector('#app:not([data-updates="0"]) #report-table')
         assert page.url == f"{base_url}experiments/moon_mars?policy=exclude"
@@ -284,10 +413,15 @@ def test_the_page_shows_the_store_and_follows_the_pipeline_without_reloading(
         check_page(page, final, scenario)
         assert page.evaluate("window.__sameDocument") == "yes" and len(navigations) == loaded
         assert int(page.locator("#app").get_attribute("data-updates")) > updates
-        shown = {"table": table(page), "exposures": legend(page, "chart-exposures"), "rate": legend(page, "chart-rate")}
+        guard = next(m for m in final["metrics"] if m["key"] == "clicked_guard")
+        assert guard["guardrail_failed"]  # Mars clicks twice as often: the guardrail's red badge
+        assert page.locator('#badges [data-badge="guardrail:clicked_guard"]').get_attribute("data-level") == "bad"
+        shown = {"table": table(page), "exposures": legend(page, "chart-exposures"), "rate": legend(page, "chart-rate"),
+                 "metrics": metric_panels(page)}  # fmt: skip
         screenshot = tmp_path / "dashboard.png"
         page.screenshot(path=screenshot, full_page=True)
-        print(f"dashboard screenshot: {screenshot}")
+        page.locator('article[data-metric="clicked"]').screenshot(path=tmp_path / "metric-panel.png")
+        print(f"dashboard screenshots: {screenshot}, {tmp_path / 'metric-panel.png'}, {tmp_path / 'index.png'}")
     finally:
         code = stop(proc)
     assert code == 0, (tmp_path / "sink.log").read_text()[-3000:]
@@ -297,8 +431,9 @@ def test_the_page_shows_the_store_and_follows_the_pipeline_without_reloading(
     # The store itself, read by other processes now that the sink has let it go.
     direct = abstream(sink_env, "report", "moon_mars", "--json")
     assert direct.returncode == 0, direct.stderr
-    assert_table_matches(shown["table"], json.loads(direct.stdout)["experiments"]["moon_mars"],
-                         scenario.expected("exclude")["moon_mars"])  # fmt: skip
+    stored = json.loads(direct.stdout)["experiments"]["moon_mars"]
+    assert_table_matches(shown["table"], stored, scenario.expected("exclude")["moon_mars"])
+    assert_metrics_match(shown["metrics"], stored["metrics"])
     rows = sql(sink_env, EXPOSED_SQL, COUNTED_SQL)
     assert {name: str(n) for name, n in rows[EXPOSED_SQL]} == shown["exposures"]
     assert {name: pct(c / u) for name, u, c in rows[COUNTED_SQL]} == shown["rate"]
@@ -309,7 +444,7 @@ def check_page(page: Any, report: dict[str, Any], truth: Scenario) -> None:
     want = truth.expected("exclude")["moon_mars"]
     assert_table_matches(table(page), report, want)
     badges = {b.get_attribute("data-badge"): b for b in page.locator("#badges .badge").all()}
-    assert list(badges) == ["srm", "mismatches", "late", "multi_variant"]
+    assert list(badges) == HEALTH + GUARDRAILS
     assert badges["srm"].get_attribute("data-level") == ("bad" if report["srm_p"] < 0.001 else "ok")
     mismatches = f"{report['mismatches']} of {report['exposures']} exposures"
     assert badges["mismatches"].inner_text().endswith(f"{mismatches} ({pct(report['mismatch_rate'])})")
@@ -321,6 +456,11 @@ def check_page(page: Any, report: dict[str, Any], truth: Scenario) -> None:
     raw = truth.expected("first_seen")["moon_mars"]["variants"]
     assert legend(page, "chart-exposures") == {name: str(raw[name]["units"]) for name in variants}
     assert legend(page, "chart-rate") == {name: pct(v["rate"]) for name, v in report["variants"].items()}
+    assert_metrics_match(metric_panels(page), report["metrics"])
+    for metric in report["metrics"]:
+        if metric["role"] == "guardrail":
+            level = "bad" if metric["guardrail_failed"] else "ok" if metric["has_data"] else "na"
+            assert badges[f"guardrail:{metric['key']}"].get_attribute("data-level") == level
 
 
 def drawn_buckets(page: Any) -> int:

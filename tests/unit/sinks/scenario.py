@@ -12,9 +12,11 @@ from __future__ import annotations
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.metrics import ExperimentMetrics
 from schemas.models import AssignmentFlag, AttributedConversion, ExperimentDefinition, FirstExposure, UnattributedEvent
 
 __all__ = ["EXPERIMENTS", "Scenario", "build_scenario"]
@@ -82,12 +84,16 @@ class Scenario:
         }
 
 
-def build_scenario(seed: int = 7, units: int = 600) -> Scenario:
-    """The history of both experiments; the same seed gives the same records."""
+def build_scenario(seed: int = 7, units: int = 600, metrics: Mapping[str, ExperimentMetrics] | None = None) -> Scenario:
+    """The history of both experiments; the same seed gives the same records.
+
+    ``metrics`` gives experiments a metrics block in both definition revisions (their conversions are
+    ``click`` events with a value).
+    """
     rnd = random.Random(seed)
     scenario = Scenario()
     for key in EXPERIMENTS:
-        _definitions(scenario, key)
+        _definitions(scenario, key, (metrics or {}).get(key))
         for i in range(units):
             _unit(scenario, rnd, key, f"{key[:1]}-u{i}", BASE_TS + i * 997)
     _unattributed(scenario, rnd, 60)
@@ -113,7 +119,7 @@ def _uuid(rnd: random.Random) -> str:
     return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
 
 
-def _definitions(scenario: Scenario, key: str) -> None:
+def _definitions(scenario: Scenario, key: str, metrics: ExperimentMetrics | None) -> None:
     spec = EXPERIMENTS[key]
     for revision in (1, 2):
         body = {
@@ -121,7 +127,7 @@ def _definitions(scenario: Scenario, key: str) -> None:
             "scheme": "sha256-weights", "scheme_params": "{}", "fallback_variant": spec["fallback"],
             "variants": [{"name": n, "weight": w} for n, w in spec["variants"]], "state": "active",
             "attribution_window_ms": 86_400_000, "dedupe": "first_ever", "published_ts": BASE_TS + revision,
-            "definition_hash": "0" * 64,
+            "definition_hash": "0" * 64, "metrics": metrics.to_json() if metrics else "",
         }  # fmt: skip
         model = ExperimentDefinition.model_validate(body)
         record = model.model_copy(update={"definition_hash": model.digest()}).to_avro()

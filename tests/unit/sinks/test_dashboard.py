@@ -1,107 +1,17 @@
-"""The dashboard's data: time buckets, cumulative series with the report's interval, health badges, caching."""
+"""The dashboard's data: the experiment's body, health and guardrail badges, the index, caching."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from scipy import stats
 
 import sinks.report
 from abstream.errors import ReportError
-from sinks.dashboard import MAX_POINTS, DashboardData, choose_step, health_badges, shape_series
+from sinks.dashboard import DashboardData, guardrail_badges, health_badges
 from tests.unit.sinks.test_report import ROWS
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
-
-
-@pytest.mark.parametrize(
-    ("span_minutes", "step_minutes"),
-    [(1, 1), (10, 1), (120, 1), (239, 1), (240, 2), (300, 2), (24 * 60, 10), (30 * 1440, 360), (365 * 1440, 2880)],
-)
-def test_the_step_is_the_smallest_usual_one_that_fits(span_minutes: int, step_minutes: int) -> None:
-    start, step = choose_step(T0, T0 + span_minutes * 60)
-
-    assert step == step_minutes * 60
-    assert start == T0  # midnight is aligned to every step
-
-
-@given(first=st.integers(0, 4_000_000_000), span=st.integers(0, 5_000_000_000 // 60))
-def test_buckets_cover_the_span_within_the_limit_and_stay_aligned(first: int, span: int) -> None:
-    end = first + 60 + span * 60
-    start, step = choose_step(first, end)
-
-    assert start % step == 0 and start <= first < start + step
-    assert math.ceil((end - start) / step) <= MAX_POINTS
-
-
-def test_series_are_dense_and_cumulative_in_the_reports_order() -> None:
-    exposed = [("Moon", 0, 2), ("Moon", 3, 3), ("Mars", 1, 4), ("Stray", 2, 1)]  # distinct units so far
-    counted = [("Moon", 0, 2, 1), ("Moon", 3, 1, 0), ("Mars", 1, 3, 0), ("Mars", 3, 0, 2)]
-
-    series = shape_series(T0, 60, 4, ["Moon", "Mars"], exposed, counted)
-
-    assert (series["start_ms"], series["step_ms"], series["buckets"]) == (T0 * 1000, 60_000, 4)
-    assert list(series["variants"]) == ["Moon", "Mars", "Stray"]
-    moon, mars, stray = (series["variants"][name] for name in ("Moon", "Mars", "Stray"))
-    assert moon["exposed_units"] == [2, 2, 2, 3] and mars["exposed_units"] == [0, 4, 4, 4]
-    assert stray["exposed_units"] == [0, 0, 1, 1] and stray["rate"] == [None] * 4
-    assert moon["units"] == [2, 2, 2, 3] and moon["converting_units"] == [1, 1, 1, 1]
-    assert mars["converting_units"] == [0, 0, 0, 2]
-    assert mars["rate"] == [None, 0.0, 0.0, pytest.approx(2 / 3)]
-    assert moon["rate"][0] == 0.5 and moon["rate"][3] == pytest.approx(1 / 3)
-
-
-def test_the_band_is_the_95_percent_wald_interval_clipped_to_0_1() -> None:
-    rows = [("A", 0, 40, 7), ("A", 1, 0, 0), ("A", 2, 1, 34)]
-    series = shape_series(T0, 60, 3, ["A"], [], rows)["variants"]["A"]
-
-    z = stats.norm.ppf(0.975)
-    for rate, low, high, n, x in zip(
-        series["rate"], series["ci_low"], series["ci_high"], [40, 40, 41], [7, 7, 41], strict=True
-    ):
-        half = z * math.sqrt(x / n * (1 - x / n) / n)
-        assert rate == pytest.approx(x / n)
-        assert (low, high) == (pytest.approx(max(0.0, x / n - half)), pytest.approx(min(1.0, x / n + half)))
-    assert series["ci_high"][2] == 1.0 and series["ci_low"][2] == 1.0
-
-
-def test_rows_outside_the_buckets_are_kept_at_the_nearest_end() -> None:
-    series = shape_series(T0, 60, 3, ["A"], [("A", -1, 2), ("A", 0, 1), ("A", 5, 3)], [("A", -2, 2, 1), ("A", 9, 1, 1)])
-
-    a = series["variants"]["A"]
-    assert series["buckets"] == 3
-    assert a["exposed_units"] == [2, 2, 3] and a["units"] == [2, 2, 3] and a["converting_units"] == [1, 1, 2]
-
-
-def test_no_data_gives_empty_series_for_each_variant() -> None:
-    series = shape_series(T0, 60, 0, ["Moon", "Mars"], [], [])
-
-    assert series["buckets"] == 0
-    assert series["variants"]["Moon"] == {k: [] for k in ("exposed_units", "units", "converting_units", "rate",
-                                                         "ci_low", "ci_high")}  # fmt: skip
-
-
-@given(
-    st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 30), st.integers(0, 50), st.integers(0, 50)), max_size=60)
-)
-def test_cumulative_series_end_at_the_totals_and_never_fall(rows: list[tuple[str, int, int, int]]) -> None:
-    counted = [(v, b, u, min(u, c)) for v, b, u, c in rows]
-    exposed = [(v, b, sum(u for w, a, u, _ in counted if w == v and a <= b)) for v, b in {(v, b) for v, b, *_ in rows}]
-
-    series = shape_series(T0, 60, 31, [], exposed, counted)
-
-    for name, values in series["variants"].items():
-        units = sum(u for v, _, u, _ in counted if v == name)
-        assert values["units"][-1] == values["exposed_units"][-1] == units
-        assert values["converting_units"][-1] == sum(c for v, _, _, c in counted if v == name)
-        for column in ("units", "exposed_units", "converting_units"):
-            assert all(a <= b for a, b in zip(values[column], values[column][1:], strict=False))
-        for rate, low, high in zip(values["rate"], values["ci_low"], values["ci_high"], strict=True):
-            assert rate is None or 0.0 <= low <= rate <= high <= 1.0
 
 
 def entry(**overrides: Any) -> dict[str, Any]:
@@ -168,14 +78,16 @@ class FakeClient:
         self.report_rows, self.queries = report_rows, 0
         self.span: list[tuple[int, int, int]] = [(3, T0, T0 + 120)]
         self.exposed = [("Moon", 0, 5), ("Mars", 2, 4)]
-        self.counted = [("Moon", 0, 5, 1), ("Mars", 2, 4, 2)]
+        self.converting = [("_conversions", "1", "Moon", 0, 1, 1.0, 1.0, 0, 0, 0),
+                           ("_conversions", "1", "Mars", 2, 2, 3.0, 5.0, 0, 0, 0)]  # fmt: skip
 
     def query(self, sql: str, parameters: dict[str, Any]) -> Any:
         self.queries += 1
+        by_bucket = "AS bucket" in sql and "variant_switches" not in sql
         rows: list[Any] = (
-            self.span if "min(toUnixTimestamp(minute))" in sql
-            else self.exposed if "uniqExactMergeState(exposed_units)" in sql
-            else self.counted if "experiment_timeline" in sql
+            self.span if "HAVING sum(units)" in sql
+            else self.exposed if by_bucket and "FROM exposure_stats" in sql
+            else self.converting if by_bucket and "FROM metric_stats" in sql
             else []
         )  # fmt: skip
         named = [r for r in self.report_rows if parameters.get("experiment") in ("", None, r["experiment"])]
@@ -228,17 +140,62 @@ def test_answers_are_reused_for_the_ttl_then_recomputed() -> None:
     assert data.experiment("moon_mars", "exclude") is not first and client.queries == after + asked
 
 
-def test_a_store_without_the_timeline_view_says_to_migrate() -> None:
+def test_a_store_without_the_aggregates_says_to_migrate() -> None:
     client = FakeClient(ROWS)
 
     def query(sql: str, parameters: dict[str, Any]) -> Any:
-        if "experiment_timeline" in sql:
-            raise RuntimeError(
-                "Code: 60. DB::Exception: Unknown table function experiment_timeline. (UNKNOWN_FUNCTION)"
-            )
+        if "HAVING sum(units)" in sql:
+            raise RuntimeError("Code: 60. DB::Exception: Unknown table expression identifier 'exposure_stats'. "
+                               "(UNKNOWN_TABLE)")  # fmt: skip
         return FakeClient.query(client, sql, parameters)
 
     client.query = query  # type: ignore[method-assign]
 
     with pytest.raises(ReportError, match=r"run `abstream sink migrate`"):
         DashboardData(client).experiment("moon_mars", "exclude")
+
+
+def guardrail(key: str, *, failed: bool, has_data: bool = True, **lifts: Any) -> dict[str, Any]:
+    """A guardrail entry as the report gives it: a control and treatments with their (absolute, adjusted p)."""
+    variants: dict[str, Any] = {"Moon": {"lift": None}}
+    for name, (absolute, p) in lifts.items():
+        lift = {"absolute": absolute, "absolute_ci_low": absolute - 0.01, "absolute_ci_high": absolute + 0.01}
+        variants[name] = {"lift": {**lift, "p_value": p / 2, "p_value_adjusted": p}}
+    return {"key": key, "version": "v1", "type": "proportion", "cap": None, "role": "guardrail",
+            "direction": "decrease", "has_data": has_data, "variants": variants,
+            "guardrail_failed": failed}  # fmt: skip
+
+
+def test_a_guardrail_that_got_worse_is_red_and_names_the_variant() -> None:
+    metrics = [
+        {**guardrail("clicked", failed=False), "role": "primary"},
+        guardrail("bounce", failed=True, Mars=(0.04, 0.003), Venus=(-0.01, 0.2)),
+        guardrail("errors", failed=False, Mars=(0.001, 0.5)),
+        guardrail("refunds", failed=False, has_data=False),
+    ]
+
+    badges = {b["name"]: b for b in guardrail_badges({"metrics": metrics})}
+
+    assert list(badges) == ["guardrail:bounce", "guardrail:errors", "guardrail:refunds"]
+    bounce = badges["guardrail:bounce"]
+    assert (bounce["level"], bounce["label"], bounce["short"]) == ("bad", "Guardrail bounce", "worse")
+    assert bounce["text"] == "significantly worse in Mars (p=0.003); lower is better"
+    assert badges["guardrail:errors"]["level"] == "ok" and "min p=0.5" in badges["guardrail:errors"]["text"]
+    assert (badges["guardrail:refunds"]["level"], badges["guardrail:refunds"]["text"]) == ("na", "n/a (no data yet)")
+
+
+def test_guardrail_badges_follow_the_health_badges_on_the_page_and_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sinks.report
+
+    metrics = [guardrail("bounce", failed=True, Mars=(0.04, 0.003))]
+    monkeypatch.setattr(sinks.report, "metric_results", lambda *_, **__: metrics)
+    client = FakeClient(ROWS)
+
+    body = DashboardData(client).experiment("moon_mars", "exclude")
+    index = DashboardData(client).index("exclude")
+
+    names = ["srm", "mismatches", "late", "multi_variant", "guardrail:bounce"]
+    assert [b["name"] for b in body["badges"]] == names
+    assert [b["name"] for b in index["experiments"][0]["badges"]] == names
+    assert body["badges"][-1]["level"] == "bad"
+    assert list(body["series"]["metrics"]["bounce"]["variants"]) == ["Moon", "Mars"]
