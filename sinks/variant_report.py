@@ -143,7 +143,7 @@ def _experiment_rows(key: str, e: _Experiment, policy: MultiVariantPolicy) -> li
     names = sorted({*(v for v, n in per_variant.items() if n > 0), *latest})
     control = e.fallback if e.fallback in names else (min(names) if names else None)
     srm = _srm(e)
-    health = _health(key, e, policy, control, srm)
+    health = _health(e, policy, control, srm)
     total_weight = sum(latest.values())
     control_counts = (per_variant.get(control or "", 0), _converting(e, control))
     out = []
@@ -168,9 +168,7 @@ def _converting(e: _Experiment, variant: str | None) -> int:
     return round(e.conversions.get(variant or "", [0.0])[0])
 
 
-def _health(
-    key: str, e: _Experiment, policy: MultiVariantPolicy, control: str | None, srm: Mapping[str, Any]
-) -> dict[str, Any]:
+def _health(e: _Experiment, policy: MultiVariantPolicy, control: str | None, srm: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "policy": policy, "revision": max(e.revisions) if e.revisions else e.max_revision, "control": control,
         "srm_chi2": srm["chi2"], "srm_dof": srm["dof"], "srm_p": srm["p"],
