@@ -25,16 +25,19 @@ __all__ = ["check_equivalence"]
 
 _TOLERANCE = 1e-9
 _QUERIES = {
-    "exposure_units": """SELECT experiment, unit_id, variant, revision, first_ts, exposures
+    "exposure_units": """SELECT experiment, unit_id, variant, revision, first_ts, exposures, multi
                          FROM exposure_units FINAL""",
-    "metric_units": "SELECT experiment, unit_id, metric, version, variant, minute, x, y FROM metric_units FINAL",
+    "metric_units": """SELECT experiment, unit_id, metric, version, variant, minute, x, y, multi
+                       FROM metric_units FINAL""",
     "exposure_stats": """SELECT experiment, revision, variant, minute, sum(units), sum(exposures)
                          FROM exposure_stats GROUP BY ALL HAVING sum(units) != 0 OR sum(exposures) != 0""",
     "metric_stats": """SELECT experiment, metric, version, variant, minute, sum(nonzero), sum(sum_x), sum(sum_x2),
                               sum(sum_y), sum(sum_y2), sum(sum_xy)
                        FROM metric_stats GROUP BY ALL""",
 }
+_QUERIES |= {f"multi_{t}": _QUERIES[t].replace("FROM ", "FROM multi_") for t in ("exposure_stats", "metric_stats")}
 _KEY_COLUMNS = {"exposure_units": 2, "metric_units": 4, "exposure_stats": 4, "metric_stats": 5}
+_KEY_COLUMNS |= {f"multi_{table}": _KEY_COLUMNS[table] for table in ("exposure_stats", "metric_stats")}
 
 
 def _populations(units: int) -> list[Population]:

@@ -2,9 +2,9 @@
 
 Everything is a function of (experiment, unit number) through ``cityHash64``, so a store rebuilt with
 the same arguments holds the same rows. The detail goes in by ``INSERT ... SELECT`` from ``numbers()``
-in chunks of units; ``unit_conversions`` and ``variant_minute_stats`` fill through their materialized
-views as they do for the sink. The aggregates (``exposure_units``, ``exposure_stats``, ``metric_units``,
-``metric_stats``, ``metric_backfills``) then get what ``UnitAggregates`` would have computed, per unit
+in chunks of units; ``unit_conversions`` fills through its materialized view as it does for the sink.
+The aggregates (``exposure_units``, ``exposure_stats``, ``metric_units``, ``metric_stats``, their
+``multi_`` tables, ``metric_backfills``) then get what ``UnitAggregates`` would have computed, per unit
 from the deduplicated detail, then summed per (variant, minute): ``check_equivalence`` in
 ``bench_report.py`` proves it against the sink's own path.
 
@@ -152,9 +152,9 @@ def define(client: Any, experiment: str, metrics: ExperimentMetrics = METRICS) -
 
 # -- the aggregates, as UnitAggregates computes them --------------------------------------------------
 _EXPOSURE_UNITS = """
-INSERT INTO exposure_units (experiment, unit_id, variant, revision, first_ts, exposures, updated)
+INSERT INTO exposure_units (experiment, unit_id, variant, revision, first_ts, exposures, multi, updated)
 SELECT experiment, unit_id, argMin(variant, (exposure_ts, event_id)), argMin(revision, (exposure_ts, event_id)),
-       min(exposure_ts), sum(1 + duplicates), 1
+       min(exposure_ts), sum(1 + duplicates), /*multi*/, 1
 FROM first_exposures FINAL
 WHERE experiment = {experiment:String} AND unit_id >= {low:String} AND unit_id < {high:String}
 GROUP BY experiment, unit_id
@@ -163,14 +163,14 @@ _EXPOSURE_STATS = """
 INSERT INTO exposure_stats (experiment, revision, variant, minute, units, exposures)
 SELECT experiment, revision, variant, toStartOfMinute(first_ts), count(), sum(exposures)
 FROM exposure_units FINAL
-WHERE experiment = {experiment:String} AND unit_id >= {low:String} AND unit_id < {high:String}
+WHERE /*multi*/ AND experiment = {experiment:String} AND unit_id >= {low:String} AND unit_id < {high:String}
 GROUP BY experiment, revision, variant, toStartOfMinute(first_ts)
 """
 # Per unit: every metric's (x, y) from its conversions attributed to its earliest first exposure, as in
 # sinks.aggregates.metric_sql; a unit whose x and y are both 0 gets no row (the sink stores none).
 _METRIC_UNITS = """
-INSERT INTO metric_units (experiment, unit_id, metric, version, variant, minute, x, y, updated)
-SELECT {experiment:String}, unit_id, m.1, m.2, variant, minute, m.3, m.4, 1
+INSERT INTO metric_units (experiment, unit_id, metric, version, variant, minute, x, y, multi, updated)
+SELECT {experiment:String}, unit_id, m.1, m.2, variant, minute, m.3, m.4, /*multi*/, 1
 FROM (
     SELECT unit_id, any(variant) AS variant, toDateTime(toStartOfMinute(any(exposure_ts)), 'UTC') AS minute,
            [/*metrics*/] AS values
@@ -192,9 +192,22 @@ INSERT INTO metric_stats (experiment, metric, version, variant, minute, nonzero,
 SELECT experiment, metric, version, variant, minute, countIf(x != 0), sum(x), sum(x * x), sum(y), sum(y * y),
        sum(x * y)
 FROM metric_units FINAL
-WHERE experiment = {experiment:String} AND unit_id >= {low:String} AND unit_id < {high:String}
+WHERE /*multi*/ AND experiment = {experiment:String} AND unit_id >= {low:String} AND unit_id < {high:String}
 GROUP BY experiment, metric, version, variant, minute
 """
+
+# A multi-variant unit's state says so; its share goes to the multi_ tables as well.
+_IS_MULTI = """unit_id IN (
+    SELECT unit_id FROM variant_switches WHERE experiment = {experiment:String} AND reason = 'multiple_variants'
+      AND unit_id >= {low:String} AND unit_id < {high:String}
+)"""
+_STATS = [
+    *(sql.replace("/*multi*/", "true") for sql in (_EXPOSURE_STATS, _METRIC_STATS)),
+    *(
+        sql.replace("INSERT INTO ", "INSERT INTO multi_").replace("/*multi*/", "multi")
+        for sql in (_EXPOSURE_STATS, _METRIC_STATS)
+    ),
+]
 
 
 def _metric_columns(metrics: ExperimentMetrics) -> tuple[str, dict[str, Any]]:
@@ -211,13 +224,13 @@ def _metric_columns(metrics: ExperimentMetrics) -> tuple[str, dict[str, Any]]:
 def fill_aggregates(client: Any, experiment: str, units: int, metrics: ExperimentMetrics = METRICS) -> None:
     """What UnitAggregates would hold after the sink inserted all of ``experiment``'s detail."""
     columns, metric_params = _metric_columns(metrics)
-    per_unit = _METRIC_UNITS.replace("/*metrics*/", columns)
+    per_unit = _METRIC_UNITS.replace("/*metrics*/", columns).replace("/*multi*/", _IS_MULTI)
     for lo, count in _chunks(units):
         low, high = unit_bounds(lo, count)
         params = {"experiment": experiment, "low": low, "high": high}
-        client.command(_EXPOSURE_UNITS, parameters=params, settings=_BULK)
+        client.command(_EXPOSURE_UNITS.replace("/*multi*/", _IS_MULTI), parameters=params, settings=_BULK)
         client.command(per_unit, parameters={**params, **metric_params}, settings=_BULK)
-        for sql in (_EXPOSURE_STATS, _METRIC_STATS):  # a chunk's units, summed per cell (SummingMergeTree adds)
+        for sql in _STATS:  # a chunk's units, summed per cell (SummingMergeTree adds)
             client.command(sql, parameters=params, settings=_BULK)
     done = [[experiment, "_exposures", "1"], [experiment, BUILTIN_METRIC, "1"]]
     done += [[experiment, spec.key, spec.version] for _, spec in metrics.in_order()]

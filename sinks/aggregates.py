@@ -15,6 +15,10 @@ computed over all of the experiment's units once (``metric_backfills`` records i
 The built-in metric ``_conversions`` (x = conversions, y = late conversions) gives the report's
 conversion counts for every experiment.
 
+A multi-variant unit (a ``variant_switches`` row with reason ``multiple_variants``) has its share in
+``multi_exposure_stats`` / ``multi_metric_stats`` too (migration 0011), so the ``exclude`` policy is a
+difference of aggregates; a switch flag that arrives after the unit's state moves its share there.
+
     aggregates = UnitAggregates(client)
     aggregates.after_insert("conversions", rows, token=batch.token)
 """
@@ -132,12 +136,16 @@ WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
 GROUP BY unit_id
 """
 _EXPOSURES_OLD = """
-SELECT unit_id, variant, revision, first_ts, exposures FROM exposure_units FINAL
+SELECT unit_id, variant, revision, first_ts, exposures, multi FROM exposure_units FINAL
 WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
 """
 _METRICS_OLD = """
-SELECT unit_id, metric, version, variant, minute, x, y FROM metric_units FINAL
+SELECT unit_id, metric, version, variant, minute, x, y, multi FROM metric_units FINAL
 WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)}
+"""
+_MULTI = """
+SELECT DISTINCT unit_id FROM variant_switches
+WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)} AND reason = 'multiple_variants'
 """
 _DEFINITIONS = "SELECT key, argMax(metrics, revision) FROM experiment_definitions FINAL GROUP BY key"
 _BACKFILLED = "SELECT DISTINCT experiment, metric, version FROM metric_backfills"
@@ -146,20 +154,22 @@ _UNITS_WITH_EXPOSURES = "SELECT DISTINCT unit_id FROM first_exposures WHERE expe
 _EXPOSURES = ("_exposures", "1")  # the exposure state's entry in metric_backfills
 
 _EXPOSURE_STATS = ["experiment", "revision", "variant", "minute", "units", "exposures"]
-_EXPOSURE_UNITS = ["experiment", "unit_id", "variant", "revision", "first_ts", "exposures", "updated"]
+_EXPOSURE_UNITS = ["experiment", "unit_id", "variant", "revision", "first_ts", "exposures", "multi", "updated"]
 _METRIC_STATS = ["experiment", "metric", "version", "variant", "minute", "nonzero",
                  "sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy"]  # fmt: skip
-_METRIC_UNITS = ["experiment", "unit_id", "metric", "version", "variant", "minute", "x", "y", "updated"]
+_METRIC_UNITS = ["experiment", "unit_id", "metric", "version", "variant", "minute", "x", "y", "multi", "updated"]
 
 # Where the sink's rows keep the experiment and the unit (insert column order, sinks/tables.py).
-_UNIT_COLUMNS = {"first_exposures": (0, 1), "conversions": (0, 2)}
+_UNIT_COLUMNS = {"first_exposures": (0, 1), "conversions": (0, 2), "variant_switches": (0, 5)}
+_SWITCH_REASON = 2  # variant_switches rows: only multiple_variants makes a multi-variant unit
 
 
 def _by_experiment(rows: Iterable[Sequence[Any]], table: str) -> dict[str, list[str]]:
     experiment_at, unit_at = _UNIT_COLUMNS[table]
     units: dict[str, set[str]] = defaultdict(set)
     for row in rows:
-        units[row[experiment_at]].add(row[unit_at])
+        if table != "variant_switches" or row[_SWITCH_REASON] == "multiple_variants":
+            units[row[experiment_at]].add(row[unit_at])
     return {experiment: sorted(found) for experiment, found in units.items()}
 
 
@@ -193,7 +203,8 @@ class UnitAggregates:
             metrics = self._compiled(experiment)
             for n, chunk in enumerate(_chunks(units)):
                 part = f"{token}/{experiment}/{n}"
-                if table == "first_exposures":  # a unit's (earlier) first exposure decides what its values count
+                # A unit's (earlier) first exposure decides what its values count; a switch flag, where they go.
+                if table != "conversions":
                     self._update_exposures(experiment, chunk, token=part)
                 self._update_metrics(experiment, chunk, metrics, token=f"{part}/metrics")
 
@@ -206,6 +217,11 @@ class UnitAggregates:
         done = [[experiment, key, version] for key, version in entries]
         self._client.insert("metric_backfills", done, column_names=["experiment", "metric", "version"])
         self._done().update((experiment, key, version) for key, version in entries)
+
+    def _multi(self, experiment: str, units: Sequence[str]) -> set[str]:
+        """The multi-variant units among ``units``."""
+        params = {"experiment": experiment, "units": list(units)}
+        return {row[0] for row in self._client.query(_MULTI, parameters=params).result_rows}
 
     def _units(self, sql: str, experiment: str) -> list[str]:
         return sorted(row[0] for row in self._client.query(sql, parameters={"experiment": experiment}).result_rows)
@@ -221,22 +237,20 @@ class UnitAggregates:
     # -- exposures -------------------------------------------------------------------------------
     def _update_exposures(self, experiment: str, units: Sequence[str], *, token: str) -> None:
         params = {"experiment": experiment, "units": list(units)}
-        new = {r[0]: tuple(r[1:]) for r in self._client.query(_EXPOSURES_NEW, parameters=params).result_rows}
+        multi = self._multi(experiment, units)
+        new = {r[0]: (*r[1:], r[0] in multi) for r in self._client.query(_EXPOSURES_NEW, parameters=params).result_rows}
         old = {r[0]: tuple(r[1:]) for r in self._client.query(_EXPOSURES_OLD, parameters=params).result_rows}
         changed = {unit: state for unit, state in new.items() if old.get(unit) != state}
         if not changed:
             return
-        deltas: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
-        for unit, (variant, revision, first_ts, exposures) in changed.items():
-            cell = deltas[(revision, variant, _minute(first_ts))]
-            cell[0], cell[1] = cell[0] + 1, cell[1] + exposures
+        deltas = _Deltas(2)
+        for unit, (variant, revision, first_ts, exposures, is_multi) in changed.items():
+            deltas.add((revision, variant, _minute(first_ts)), (1, exposures), +1, multi=is_multi)
             if (before := old.get(unit)) is not None:
-                cell = deltas[(before[1], before[0], _minute(before[2]))]
-                cell[0], cell[1] = cell[0] - 1, cell[1] - before[3]
-        stats = [[experiment, *key, *d] for key, d in deltas.items() if any(d)]
+                deltas.add((before[1], before[0], _minute(before[2])), (1, before[3]), -1, multi=before[4])
         updated = self._clock()
         states = [[experiment, unit, *state, updated] for unit, state in changed.items()]
-        self._insert("exposure_stats", stats, _EXPOSURE_STATS, token=f"{token}/stats")
+        self._insert_deltas("exposure", deltas, experiment, _EXPOSURE_STATS, token=token)
         self._insert("exposure_units", states, _EXPOSURE_UNITS, token=f"{token}/units")
 
     # -- metrics ---------------------------------------------------------------------------------
@@ -276,35 +290,41 @@ class UnitAggregates:
     ) -> None:
         sql, extra = metric_sql(metrics)
         params = {"experiment": experiment, "units": list(units), **extra}
+        multi = self._multi(experiment, units)
         new = {}
         for unit, variant, minute, *values in self._client.query(sql, parameters=params).result_rows:
             for i, metric in enumerate(metrics):
-                new[(unit, metric.key, metric.version)] = (variant, minute, values[2 * i], values[2 * i + 1])
+                state = (variant, minute, values[2 * i], values[2 * i + 1], unit in multi)
+                new[(unit, metric.key, metric.version)] = state
         wanted = {(m.key, m.version) for m in metrics}
         old = {
-            (unit, metric, version): (variant, minute, x, y)
-            for unit, metric, version, variant, minute, x, y in self._client.query(
+            (unit, metric, version): (variant, minute, x, y, was_multi)
+            for unit, metric, version, variant, minute, x, y, was_multi in self._client.query(
                 _METRICS_OLD, parameters={"experiment": experiment, "units": list(units)}
             ).result_rows
             if (metric, version) in wanted
         }
-        for key, (variant, minute, _, _) in old.items():  # nothing counts any more (a corrected first exposure)
-            new.setdefault(key, (variant, minute, 0.0, 0.0))
+        for key, (variant, minute, *_) in old.items():  # nothing counts any more (a corrected first exposure)
+            new.setdefault(key, (variant, minute, 0.0, 0.0, key[0] in multi))
         changed = {key: state for key, state in new.items() if _changed(old.get(key), state)}
         if not changed:
             return
-        deltas: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
-        for key, state in changed.items():
-            _add(deltas, key, state, +1)
-            if (before := old.get(key)) is not None:
-                _add(deltas, key, before, -1)
-        stats = [[experiment, *cell, int(d[0]), *d[1:]] for cell, d in deltas.items() if any(d)]
+        deltas = _Deltas(6)
+        for (unit, name, version), state in changed.items():
+            deltas.add((name, version, *state[:2]), _moments(state), +1, multi=state[4])
+            if (before := old.get((unit, name, version))) is not None:
+                deltas.add((name, version, *before[:2]), _moments(before), -1, multi=before[4])
         updated = self._clock()
         states = [
             [experiment, unit, metric, version, *state, updated] for (unit, metric, version), state in changed.items()
         ]
-        self._insert("metric_stats", stats, _METRIC_STATS, token=f"{token}/stats")
+        self._insert_deltas("metric", deltas, experiment, _METRIC_STATS, token=token)
         self._insert("metric_units", states, _METRIC_UNITS, token=f"{token}/units")
+
+    def _insert_deltas(self, kind: str, deltas: _Deltas, experiment: str, columns: list[str], *, token: str) -> None:
+        """The differences into ``{kind}_stats``, then the multi-variant units' into ``multi_{kind}_stats``."""
+        self._insert(f"{kind}_stats", deltas.rows(experiment, multi=False), columns, token=f"{token}/stats")
+        self._insert(f"multi_{kind}_stats", deltas.rows(experiment, multi=True), columns, token=f"{token}/multi")
 
     def _insert(self, table: str, rows: list[list[Any]], columns: list[str], *, token: str) -> None:
         if rows:
@@ -320,15 +340,29 @@ def _changed(before: tuple[Any, ...] | None, after: tuple[Any, ...]) -> bool:
     """Whether a unit's metric state moved (a zero state stored nowhere equals no state)."""
     if before is None:
         return after[2] != 0 or after[3] != 0
-    same_cell = before[:2] == after[:2]
-    return not (same_cell and _same(before[2], after[2]) and _same(before[3], after[3]))
+    same_place = before[:2] == after[:2] and before[4] == after[4]
+    return not (same_place and _same(before[2], after[2]) and _same(before[3], after[3]))
 
 
-def _add(
-    deltas: dict[tuple[Any, ...], list[float]], key: tuple[str, str, str], state: tuple[Any, ...], sign: int
-) -> None:
-    _, metric, version = key
-    variant, minute, x, y = state
-    cell = deltas[(metric, version, variant, minute)]
-    for i, value in enumerate((float(x != 0), x, x * x, y, y * y, x * y)):
-        cell[i] += sign * value
+def _moments(state: tuple[Any, ...]) -> tuple[float, ...]:
+    """What a unit's metric state adds to its cell: nonzero, x, x², y, y², xy."""
+    x, y = state[2], state[3]
+    return float(x != 0), x, x * x, y, y * y, x * y
+
+
+class _Deltas:
+    """Differences per statistics cell, for all units and for the multi-variant ones alone."""
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+        self._cells: dict[bool, dict[tuple[Any, ...], list[float]]] = {False: {}, True: {}}
+
+    def add(self, cell: tuple[Any, ...], values: Sequence[float], sign: int, *, multi: bool) -> None:
+        for table in (False, True) if multi else (False,):
+            sums = self._cells[table].setdefault(cell, [0] * self._width)
+            for i, value in enumerate(values):
+                sums[i] += sign * value
+
+    def rows(self, experiment: str, *, multi: bool) -> list[list[Any]]:
+        """Rows for the statistics table (the multi-variant one with ``multi``); the first sum is a count."""
+        return [[experiment, *cell, int(sums[0]), *sums[1:]] for cell, sums in self._cells[multi].items() if any(sums)]

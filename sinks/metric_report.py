@@ -1,8 +1,9 @@
 """An experiment's metrics, from the aggregates alone: per variant the estimate and its interval, the lift.
 
 Reads ``exposure_stats`` and ``metric_stats`` (migration 0010; a few rows per variant and minute,
-whatever the number of units) and, under the ``exclude`` policy, the state of the multi-variant units
-only, to take them out. A metric with a percentile cap reads its units' values once to find the cap.
+whatever the number of units) and, under the ``exclude`` policy, the multi-variant units' share of
+them (``multi_exposure_stats``, ``multi_metric_stats``: migration 0011), to take them out. A metric
+with a percentile cap reads its units' values once to find the cap.
 The statistics are :mod:`sinks.metric_stats`'; p-values are corrected across metrics x variants when
 the experiment asks for it, and a guardrail that moved significantly in its bad direction is flagged.
 
@@ -33,26 +34,12 @@ from sinks.settings import MultiVariantPolicy
 __all__ = ["conversion_counts", "metric_results", "unit_counts"]
 
 _UNITS = "SELECT variant, sum(units) FROM exposure_stats WHERE experiment = {experiment:String} GROUP BY variant"
-# The multi-variant units: few, read by key (the detail table's rows repeat a unit; IN folds them).
-_UNITS_MULTI = """
-SELECT variant, count() FROM exposure_units FINAL
-WHERE experiment = {experiment:String} AND unit_id IN (
-    SELECT unit_id FROM variant_switches WHERE experiment = {experiment:String} AND reason = 'multiple_variants'
-)
-GROUP BY variant
-"""
+_UNITS_MULTI = _UNITS.replace("exposure_stats", "multi_exposure_stats")
 _SUMS = """
 SELECT metric, version, variant, sum(nonzero), sum(sum_x), sum(sum_x2), sum(sum_y), sum(sum_y2), sum(sum_xy)
 FROM metric_stats WHERE experiment = {experiment:String} GROUP BY metric, version, variant
 """
-_SUMS_MULTI = """
-SELECT metric, version, variant, countIf(x != 0), sum(x), sum(x * x), sum(y), sum(y * y), sum(x * y)
-FROM metric_units FINAL
-WHERE experiment = {experiment:String} AND unit_id IN (
-    SELECT unit_id FROM variant_switches WHERE experiment = {experiment:String} AND reason = 'multiple_variants'
-)
-GROUP BY metric, version, variant
-"""
+_SUMS_MULTI = _SUMS.replace("metric_stats", "multi_metric_stats")
 _CAP = """
 SELECT quantileExact({p:Float64})(x) FROM metric_units FINAL
 WHERE experiment = {experiment:String} AND metric = {metric:String} AND version = {version:String} AND x != 0
@@ -62,9 +49,7 @@ SELECT variant, countIf(x != 0), sum(least(x, {cap:Float64})), sum(pow(least(x, 
        sum(y), sum(y * y), sum(least(x, {cap:Float64}) * y)
 FROM metric_units FINAL
 WHERE experiment = {experiment:String} AND metric = {metric:String} AND version = {version:String}
-  AND ({exclude:Bool} = false OR unit_id NOT IN (
-      SELECT unit_id FROM variant_switches WHERE experiment = {experiment:String} AND reason = 'multiple_variants'
-  ))
+  AND ({exclude:Bool} = false OR NOT multi)
 GROUP BY variant
 """
 

@@ -4,8 +4,8 @@ Every series is cumulative over time buckets aligned to the epoch (at most ``MAX
 of each unit's *first exposure*: a bucket's value is the report as it would read counting only the units
 first exposed by the end of that bucket, with everything they did since. So the last bucket equals the
 report, and a refresh reads a few rows per variant and bucket, whatever the number of units:
-``exposure_stats`` (units), ``metric_stats`` (sums), and under ``exclude`` the multi-variant units' own
-rows in ``exposure_units`` / ``metric_units`` (few, read by key), subtracted bucket by bucket.
+``exposure_stats`` (units), ``metric_stats`` (sums), and under ``exclude`` the multi-variant units' share
+of them (``multi_exposure_stats`` / ``multi_metric_stats``), subtracted bucket by bucket.
 
 Per variant (``series["variants"][NAME]``): ``exposed_units`` (every first exposure, no policy);
 ``units``, ``converting_units`` (the built-in metric's units with a conversion), ``rate``, ``ci_low``,
@@ -60,14 +60,7 @@ SELECT variant, intDiv(toUnixTimestamp(minute) - {start:Int64}, {step:Int64}) AS
 FROM exposure_stats WHERE experiment = {experiment:String}
 GROUP BY variant, bucket
 """
-_UNITS_MULTI_SQL = """
-SELECT variant, intDiv(toUnixTimestamp(toStartOfMinute(first_ts)) - {start:Int64}, {step:Int64}) AS bucket, count()
-FROM exposure_units FINAL
-WHERE experiment = {experiment:String} AND unit_id IN (
-    SELECT unit_id FROM variant_switches WHERE experiment = {experiment:String} AND reason = 'multiple_variants'
-)
-GROUP BY variant, bucket
-"""
+_UNITS_MULTI_SQL = _UNITS_SQL.replace("exposure_stats", "multi_exposure_stats")
 _SUMS_SQL = """
 SELECT metric, version, variant, intDiv(toUnixTimestamp(minute) - {start:Int64}, {step:Int64}) AS bucket,
        sum(nonzero), sum(sum_x), sum(sum_x2), sum(sum_y), sum(sum_y2), sum(sum_xy)
@@ -75,16 +68,7 @@ FROM metric_stats
 WHERE experiment = {experiment:String} AND metric IN {metrics:Array(String)} AND version IN {versions:Array(String)}
 GROUP BY metric, version, variant, bucket
 """
-_SUMS_MULTI_SQL = """
-SELECT metric, version, variant, intDiv(toUnixTimestamp(minute) - {start:Int64}, {step:Int64}) AS bucket,
-       countIf(x != 0), sum(x), sum(x * x), sum(y), sum(y * y), sum(x * y)
-FROM metric_units FINAL
-WHERE experiment = {experiment:String} AND metric IN {metrics:Array(String)} AND version IN {versions:Array(String)}
-  AND unit_id IN (
-      SELECT unit_id FROM variant_switches WHERE experiment = {experiment:String} AND reason = 'multiple_variants'
-  )
-GROUP BY metric, version, variant, bucket
-"""
+_SUMS_MULTI_SQL = _SUMS_SQL.replace("metric_stats", "multi_metric_stats")
 
 Sums = Sequence[float]  # nonzero, sum_x, sum_x2, sum_y, sum_y2, sum_xy
 Band = tuple[float | None, float | None, float | None]  # value, ci_low, ci_high

@@ -3,7 +3,8 @@
 The view (migrations 0004-0008) reads the detail tables with FINAL, so its cost grows with the units;
 this module gives the same rows, column for column, from ``exposure_stats``, the built-in metric
 ``_conversions`` in ``metric_stats``, the definitions, and the flags (their distinct event ids, a small
-set). Under the ``exclude`` policy the multi-variant units are taken out by key (few). The statistics
+set). Under the ``exclude`` policy the multi-variant units' share (``multi_exposure_stats``,
+``multi_metric_stats``) is taken out. The statistics
 are the view's, in Python (``sinks.stats``: Wald interval, delta-method lift, pooled z-test, chi-square
 SRM stratified by revision); ``tests/integration/test_sink.py`` checks both agree on the same store.
 
@@ -47,17 +48,14 @@ SELECT experiment, revision, variant, sum(units), sum(exposures) FROM exposure_s
 GROUP BY experiment, revision, variant HAVING sum(units) != 0 OR sum(exposures) != 0
 """)
 _UNITS_MULTI = _sql("""
-SELECT experiment, revision, variant, count() FROM exposure_units FINAL
-WHERE /*one*/ AND (experiment, unit_id) IN /*multi*/ GROUP BY experiment, revision, variant
+SELECT experiment, revision, variant, sum(units) FROM multi_exposure_stats WHERE /*one*/
+GROUP BY experiment, revision, variant
 """)
 _CONVERSIONS = _sql("""
 SELECT experiment, variant, sum(nonzero), sum(sum_x), sum(sum_y) FROM metric_stats
 WHERE metric = '/*builtin*/' AND /*one*/ GROUP BY experiment, variant
 """)
-_CONVERSIONS_MULTI = _sql("""
-SELECT experiment, variant, countIf(x != 0), sum(x), sum(y) FROM metric_units FINAL
-WHERE metric = '/*builtin*/' AND /*one*/ AND (experiment, unit_id) IN /*multi*/ GROUP BY experiment, variant
-""")
+_CONVERSIONS_MULTI = _CONVERSIONS.replace("metric_stats", "multi_metric_stats")
 _FLAGS = _sql("""
 SELECT experiment, reason, uniqExact(event_id) FROM assignment_flags WHERE /*one*/ GROUP BY experiment, reason
 """)

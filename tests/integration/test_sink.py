@@ -20,13 +20,14 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.topics import TopicSpec, create_topics
 from schemas.serde import AvroSerde
+from sinks.aggregates import BUILTIN_METRIC
 from sinks.batching import Batch
 from sinks.migrator import migrate
 from sinks.report import fetch_report
 from sinks.service import build_worker
 from sinks.tables import TABLES, sink_topics
 from sinks.worker import SinkStats
-from tests.unit.sinks.scenario import Scenario, build_scenario
+from tests.unit.sinks.scenario import EXPERIMENTS, Scenario, build_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -98,14 +99,22 @@ def raw_counts(client: Any) -> dict[str, int]:
     return {table: client.command(f"SELECT count() FROM {table}") for table in DETAIL.values()}
 
 
-def aggregates(client: Any) -> dict[tuple[str, str], tuple[Any, ...]]:
-    sql = """
-        SELECT experiment, variant, uniqExactMerge(exposed_units), uniqExactMerge(converting_units),
-               uniqExactMerge(conversions), sum(valued_conversions), round(sum(value_sum), 6),
-               round(sum(value_sumsq), 6), uniqExactMerge(multi_variant_units), uniqExactMapMerge(flags)
-        FROM variant_minute_stats GROUP BY experiment, variant
+def aggregates(client: Any) -> dict[tuple[str, ...], tuple[Any, ...]]:
+    """The sink's statistics tables, summed per experiment, variant (and metric)."""
+    minutes = """
+        SELECT experiment, variant, sum(exposed_units), sum(exposures), sum(converting_units), sum(conversions),
+               sum(late_conversions), sum(multi_variant_units)
+        FROM variant_minutes GROUP BY experiment, variant
     """
-    return {(row[0], row[1]): tuple(row[2:]) for row in client.query(sql).result_rows}
+    out = {(row[0], row[1]): tuple(row[2:]) for row in client.query(minutes).result_rows}
+    for table in ("metric_stats", "multi_metric_stats"):
+        sums = f"""
+            SELECT experiment, metric, variant, sum(nonzero), round(sum(sum_x), 6), round(sum(sum_x2), 6),
+                   round(sum(sum_y), 6), round(sum(sum_y2), 6), round(sum(sum_xy), 6)
+            FROM {table} GROUP BY experiment, metric, variant
+        """
+        out |= {(table, *row[:3]): tuple(row[3:]) for row in client.query(sums).result_rows}
+    return out
 
 
 def snapshot(client: Any) -> dict[str, Any]:
@@ -140,26 +149,32 @@ def test_every_record_lands_once_and_the_report_counts_the_truth(sink: Sink) -> 
 
 
 def test_aggregates_hold_the_sufficient_statistics(sink: Sink) -> None:
+    """The statistics tables equal the truth over the deduplicated records (re-emissions counted once)."""
     scenario = build_scenario()
     publish(sink, scenario.records)
     sink.run()
 
     got = aggregates(sink.client)
 
-    first_seen = scenario.expected("first_seen")
-    for (key, name), row in got.items():
-        want = first_seen[key]["variants"][name]
-        delivered = [
-            r for _, r in scenario.records["attributed_conversions"] if (r["experiment"], r["variant"]) == (key, name)
-        ]
-        switched = [u for e, u in scenario.switched if e == key and scenario.units[(e, u)]["variant"] == name]
-        assert row[:3] == (want["units"], want["converting_units"], want["conversions"])
-        assert row[3:6] == (
-            len(delivered),
-            round(sum(r["value"] for r in delivered), 6),
-            pytest.approx(sum(r["value"] ** 2 for r in delivered), abs=1e-6),
-        )
-        assert row[6] == len(switched)
+    first_seen, exclude = scenario.expected("first_seen"), scenario.expected("exclude")
+    for key, spec in EXPERIMENTS.items():
+        for name, _ in spec["variants"]:
+            want, kept = first_seen[key]["variants"][name], exclude[key]["variants"][name]
+            mine = {u: r for (e, u), r in scenario.units.items() if e == key and r["variant"] == name}
+            switched = [u for e, u in scenario.switched if e == key and u in mine]
+            assert got[(key, name)] == (
+                want["units"], sum(1 + r["duplicates"] for r in mine.values()), want["converting_units"],
+                want["conversions"], want["late_conversions"], len(switched),
+            )  # fmt: skip
+            builtin = got[("metric_stats", key, BUILTIN_METRIC, name)]
+            assert builtin[:4:3] == (want["converting_units"], want["late_conversions"])
+            assert builtin[1] == want["conversions"]
+            multi = got.get(("multi_metric_stats", key, BUILTIN_METRIC, name), (0,) * 6)
+            assert (multi[0], multi[1]) == (
+                want["converting_units"] - kept["converting_units"],
+                want["conversions"] - kept["conversions"],
+            )
+    assert any(u for _, u in scenario.switched)
 
 
 def test_replaying_every_offset_changes_no_number(sink: Sink) -> None:
@@ -182,7 +197,7 @@ def test_a_replay_clickhouse_no_longer_deduplicates_changes_no_number(sink: Sink
     publish(sink, scenario.records)
     first = sink.run()
     before = snapshot(sink.client)
-    for table in [*DETAIL.values(), "variant_minute_stats"]:
+    for table in [*DETAIL.values(), "exposure_stats", "metric_stats", "multi_exposure_stats", "multi_metric_stats"]:
         sink.client.command(f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 0")
     reset_to_earliest(sink)
 

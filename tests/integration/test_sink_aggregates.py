@@ -3,7 +3,8 @@
 Batches are inserted as the sink inserts them and the aggregates updated after each; the reference
 recomputes every metric from the deduplicated records in Python. Replays, re-emissions at new offsets,
 a crash between the two aggregate inserts and a definition that arrives after its conversions must
-all leave the aggregates equal to the reference.
+all leave the aggregates equal to the reference. Some units are flagged multi-variant, half before
+their exposures, half after their conversions: their share must be in the multi-variant tables too.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 import pytest
 
 from schemas.metrics import ExperimentMetrics, MetricSpec
-from schemas.models import AttributedConversion, FirstExposure
+from schemas.models import AssignmentFlag, AttributedConversion, FirstExposure
 from sinks.aggregates import BUILTIN_METRIC, UnitAggregates
-from sinks.migrator import migrate
+from sinks.migrator import load_migrations, migrate, split_statements
 from sinks.tables import TABLES
 
 pytestmark = pytest.mark.integration
@@ -49,10 +50,15 @@ METRICS = ExperimentMetrics(
 
 @dataclass
 class History:
-    """What the jobs emitted: first exposures and conversions, with re-emissions, in delivery order."""
+    """What the jobs emitted: first exposures, conversions (with re-emissions) and multi-variant flags."""
 
     exposures: list[dict[str, Any]] = field(default_factory=list)
     conversions: list[dict[str, Any]] = field(default_factory=list)
+    switches: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def switched(self) -> set[str]:
+        return {flag["unit_id"] for flag in self.switches}
 
 
 def build_history(seed: int, units: int) -> History:
@@ -68,8 +74,22 @@ def build_history(seed: int, units: int) -> History:
             history.exposures.append({**exposure, "duplicates": rnd.randint(1, 3)})
         for _ in range(rnd.choice((0, 0, 1, 2, 4))):
             history.conversions.append(_conversion(rnd, exposure))
+        if i % 29 == 3:
+            history.switches.append(switch_flag(rnd, exposure))
     rnd.shuffle(history.conversions)
     return history
+
+
+def switch_flag(rnd: random.Random, exposure: dict[str, Any]) -> dict[str, Any]:
+    """The jobs' flag for a unit that logged another variant after ``exposure``."""
+    other = next(v for v in VARIANTS if v != exposure["variant"])
+    return AssignmentFlag(
+        event_id=_uuid(rnd), experiment=EXPERIMENT, revision=exposure["revision"], unit_type="user_id",
+        unit_id=exposure["unit_id"], logged_variant=other, expected_variant=exposure["variant"],
+        reason="multiple_variants", detail=f"seen {exposure['variant']}, {other}",
+        variants_seen=[exposure["variant"], other], exposure_ts=exposure["client_ts"],
+        flagged_ts=exposure["client_ts"] + 5_000,
+    ).to_avro()  # fmt: skip
 
 
 def _conversion(rnd: random.Random, exposure: dict[str, Any]) -> dict[str, Any]:
@@ -131,22 +151,29 @@ def counted_events(history: History) -> dict[str, list[dict[str, Any]]]:
 
 
 def reference(history: History, metrics: ExperimentMetrics) -> dict[str, Any]:
-    """exposure_stats and metric_stats as sums per variant, from the deduplicated records."""
-    exposures: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
-    first = earliest(history)
-    for e, count in first.values():
-        cell = exposures[(e["revision"], e["variant"])]
-        cell[0], cell[1] = cell[0] + 1, cell[1] + count
-    stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * 6)
-    for unit, events in counted_events(history).items():
-        variant = first[unit][0]["variant"]
-        values = {BUILTIN_METRIC: (float(len(events)), float(sum(e["late"] for e in events)))}
-        values |= {spec.key: _value(spec, events) for _, spec in metrics.in_order()}
-        for key, (x, y) in values.items():
-            cell = stats[(key, variant)]
-            for i, v in enumerate((float(x != 0), x, x * x, y, y * y, x * y)):
-                cell[i] += v
-    return {"exposures": {k: tuple(v) for k, v in exposures.items()}, "metrics": _rounded(stats)}
+    """exposure_stats and metric_stats as sums per variant from the deduplicated records; under ``multi_``
+    the same over the multi-variant units alone."""
+    first, events = earliest(history), counted_events(history)
+    out = {}
+    for prefix, units in (("", set(first)), ("multi_", history.switched & set(first))):
+        exposures: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+        stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * 6)
+        for unit in units:
+            e, count = first[unit]
+            cell = exposures[(e["revision"], e["variant"])]
+            cell[0], cell[1] = cell[0] + 1, cell[1] + count
+            if unit not in events:
+                continue
+            mine = events[unit]
+            values = {BUILTIN_METRIC: (float(len(mine)), float(sum(c["late"] for c in mine)))}
+            values |= {spec.key: _value(spec, mine) for _, spec in metrics.in_order()}
+            for key, (x, y) in values.items():
+                sums = stats[(key, e["variant"])]
+                for i, v in enumerate((float(x != 0), x, x * x, y, y * y, x * y)):
+                    sums[i] += v
+        out[f"{prefix}exposures"] = {k: tuple(v) for k, v in exposures.items()}
+        out[f"{prefix}metrics"] = _rounded(stats)
+    return out
 
 
 def _rounded(stats: dict[tuple[str, str], Sequence[float]]) -> dict[tuple[str, str], tuple[float, ...]]:
@@ -154,27 +181,36 @@ def _rounded(stats: dict[tuple[str, str], Sequence[float]]) -> dict[tuple[str, s
 
 
 def stored(client: Any) -> dict[str, Any]:
-    exposures = client.query(
-        "SELECT revision, variant, sum(units), sum(exposures) FROM exposure_stats "
-        "GROUP BY revision, variant HAVING sum(units) != 0"
-    ).result_rows
-    metrics = client.query(
-        "SELECT metric, variant, sum(nonzero), sum(sum_x), sum(sum_x2), sum(sum_y), sum(sum_y2), sum(sum_xy) "
-        "FROM metric_stats GROUP BY metric, variant"
-    ).result_rows
-    return {
-        "exposures": {(r[0], r[1]): (r[2], r[3]) for r in exposures},
-        "metrics": _rounded({(r[0], r[1]): r[2:] for r in metrics}),
-    }
+    out = {}
+    for prefix in ("", "multi_"):
+        exposures = client.query(
+            f"SELECT revision, variant, sum(units), sum(exposures) FROM {prefix}exposure_stats "
+            "GROUP BY revision, variant HAVING sum(units) != 0"
+        ).result_rows
+        metrics = client.query(
+            "SELECT metric, variant, sum(nonzero), sum(sum_x), sum(sum_x2), sum(sum_y), sum(sum_y2), sum(sum_xy) "
+            f"FROM {prefix}metric_stats GROUP BY metric, variant"
+        ).result_rows
+        out[f"{prefix}exposures"] = {(r[0], r[1]): (r[2], r[3]) for r in exposures}
+        out[f"{prefix}metrics"] = _rounded({(r[0], r[1]): r[2:] for r in metrics})
+    return out
 
 
 # -- the sink's side ----------------------------------------------------------------------------
 def batches(history: History, rnd: random.Random) -> Iterator[tuple[str, list[tuple[Any, ...]], str]]:
-    """Batches of rows per table, as the sink cuts them (a partition's offset range each)."""
-    for role, records in (("first_exposures", history.exposures), ("attributed_conversions", history.conversions)):
-        spec, offset = TABLES[role], 0
-        while offset < len(records):
-            size = rnd.randint(1, 200)
+    """Batches of rows per table, as the sink cuts them (a partition's offset range each); half the
+    multi-variant flags come before the exposures, half after the conversions."""
+    half = len(history.switches) // 2
+    parts = (
+        ("variant_switches", history.switches, 0, half),
+        ("first_exposures", history.exposures, 0, len(history.exposures)),
+        ("attributed_conversions", history.conversions, 0, len(history.conversions)),
+        ("variant_switches", history.switches, half, len(history.switches)),
+    )
+    for role, records, offset, end in parts:
+        spec = TABLES[role]
+        while offset < end:
+            size = min(rnd.randint(1, 200), end - offset)
             rows = [spec.row(r, 0, offset + i) for i, r in enumerate(records[offset : offset + size])]
             yield spec.table, rows, f"{role}/0/{offset}-{offset + len(rows) - 1}"
             offset += len(rows)
@@ -236,7 +272,7 @@ def test_a_later_delivery_of_a_conversion_replaces_the_first_in_the_aggregates(s
 
     deliver(store, aggregates, flipped, seed=8, prefix="again/")
 
-    merged = History(history.exposures, history.conversions + flipped.conversions)
+    merged = History(history.exposures, history.conversions + flipped.conversions, history.switches)
     assert stored(store) == reference(merged, ExperimentMetrics())
 
 
@@ -295,7 +331,7 @@ def test_a_definition_that_arrives_after_its_conversions_is_computed_over_every_
     late = History([], [_conversion(random.Random(13), history.exposures[0])])
     deliver(store, aggregates, late, seed=14, prefix="late/")
 
-    merged = History(history.exposures, history.conversions + late.conversions)
+    merged = History(history.exposures, history.conversions + late.conversions, history.switches)
     assert stored(store) == reference(merged, METRICS)
 
 
@@ -308,12 +344,46 @@ def test_a_store_older_than_the_aggregates_is_counted_whole_on_the_first_batch(s
     conversions = TABLES["attributed_conversions"]
     rows = [conversions.row(r, 0, i) for i, r in enumerate(history.conversions)]
     store.insert(conversions.table, rows, column_names=conversions.insert_columns)
+    switches = TABLES["variant_switches"]
+    flags = [switches.row(r, 0, i) for i, r in enumerate(history.switches)]
+    store.insert(switches.table, flags, column_names=switches.insert_columns)
 
     aggregates = UnitAggregates(store)
     aggregates.after_insert(spec.table, older[:1], token="first_exposures/0/0-0")
     aggregates.after_insert(conversions.table, rows[:1], token="attributed_conversions/0/0-0")
 
     assert stored(store) == reference(history, ExperimentMetrics())
+
+
+def test_a_multi_variant_flag_moves_the_units_share_once_whatever_is_replayed(store: Any) -> None:
+    history = build_history(seed=40, units=600)
+    aggregates = UnitAggregates(store)
+    deliver(store, aggregates, History(history.exposures, history.conversions), seed=41)
+    assert stored(store)["multi_exposures"] == {}
+
+    deliver(store, aggregates, History([], [], history.switches), seed=42)  # the flags, after everything
+    deliver(store, UnitAggregates(store), History([], [], history.switches), seed=43, prefix="again/")  # re-emitted
+
+    assert stored(store) == reference(history, ExperimentMetrics())
+    assert sum(n for n, _ in stored(store)["multi_exposures"].values()) == len(history.switched) > 10
+
+
+def test_a_store_whose_states_predate_the_multi_variant_tables_is_filled_by_the_migration(store: Any) -> None:
+    """Migration 0011 on a store the sink filled before it (flags stored, unit states not marked)."""
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
+    history = build_history(seed=44, units=700)
+    deliver(store, UnitAggregates(store), History(history.exposures, history.conversions), seed=45)
+    switches = TABLES["variant_switches"]
+    flags = [switches.row(r, 0, i) for i, r in enumerate(history.switches)]
+    store.insert(switches.table, flags, column_names=switches.insert_columns)  # as a sink before 0011 did
+    (migration,) = [m for m in load_migrations() if m.version == 11]
+
+    for _ in range(2):  # interrupted and run again: nothing counts twice
+        for statement in split_statements(migration.sql):
+            store.command(statement)
+
+    assert stored(store) == reference(history, METRICS)
 
 
 def unit_values(history: History, metrics: ExperimentMetrics, skip: set[str]) -> dict[str, dict[str, list[Any]]]:
@@ -332,24 +402,13 @@ def test_the_readout_from_the_aggregates_equals_numpy_and_scipy_on_the_units(sto
     import numpy as np
     from scipy import stats as scipy_stats
 
-    from schemas.models import AssignmentFlag
     from sinks.metric_report import metric_results
 
     columns = TABLES["experiment_definitions"].insert_columns
     store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
     history = build_history(seed=16, units=1200)
     deliver(store, UnitAggregates(store), history, seed=17)
-    switched = {e["unit_id"] for e in history.exposures[::37]}
-    spec = TABLES["variant_switches"]
-    flags = [
-        AssignmentFlag(
-            event_id=uuid.uuid4(), experiment=EXPERIMENT, revision=1, unit_type="user_id", unit_id=unit,
-            logged_variant="B", expected_variant="A", reason="multiple_variants", detail="seen A, B",
-            variants_seen=["A", "B"], exposure_ts=BASE_TS, flagged_ts=BASE_TS,
-        ).to_avro()
-        for unit in sorted(switched)
-    ]  # fmt: skip
-    store.insert(spec.table, [spec.row(f, 0, i) for i, f in enumerate(flags)], column_names=spec.insert_columns)
+    switched = history.switched
 
     results = metric_results(store, EXPERIMENT, METRICS, control="A", policy=policy)  # type: ignore[arg-type]
 
@@ -392,7 +451,7 @@ def test_conversions_that_reach_the_sink_before_their_exposures_count_once_these
 
     deliver(store, aggregates, History([], history.conversions), seed=21)
     assert stored(store)["metrics"] == {}  # no unit is exposed yet: nothing counts
-    deliver(store, aggregates, History(history.exposures, []), seed=22)
+    deliver(store, aggregates, History(history.exposures, [], history.switches), seed=22)
 
     assert stored(store) == reference(history, METRICS)
 
@@ -419,7 +478,7 @@ def test_a_corrected_first_exposure_decides_the_variant_and_what_counts(store: A
 
     deliver(store, aggregates, History(corrections, reattributed), seed=26, prefix="corrected/")
 
-    merged = History(history.exposures + corrections, history.conversions + reattributed)
+    merged = History(history.exposures + corrections, history.conversions + reattributed, history.switches)
     assert stored(store) == reference(merged, METRICS)
     assert any(c["unit_id"] == e["unit_id"] for c in reattributed for e in corrections)
 
