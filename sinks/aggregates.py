@@ -18,6 +18,7 @@ conversion counts for every experiment.
 A multi-variant unit (a ``variant_switches`` row with reason ``multiple_variants``) has its share in
 ``multi_exposure_stats`` / ``multi_metric_stats`` too (migration 0011), so the ``exclude`` policy is a
 difference of aggregates; a switch flag that arrives after the unit's state moves its share there.
+Events attributed to no experiment are counted per (reason, name) the same way (migration 0013).
 
     aggregates = UnitAggregates(client)
     aggregates.after_insert("conversions", rows, token=batch.token)
@@ -147,6 +148,8 @@ _MULTI = """
 SELECT DISTINCT unit_id FROM variant_switches
 WHERE experiment = {experiment:String} AND unit_id IN {units:Array(String)} AND reason = 'multiple_variants'
 """
+_UNATTRIBUTED_NEW = "SELECT event_id, reason, name FROM unattributed_events FINAL WHERE event_id IN {ids:Array(UUID)}"
+_UNATTRIBUTED_OLD = "SELECT event_id, reason, name FROM unattributed_states FINAL WHERE event_id IN {ids:Array(UUID)}"
 _DEFINITIONS = "SELECT key, argMax(metrics, revision) FROM experiment_definitions FINAL GROUP BY key"
 _BACKFILLED = "SELECT DISTINCT experiment, metric, version FROM metric_backfills"
 _UNITS_WITH_CONVERSIONS = "SELECT DISTINCT unit_id FROM unit_conversions WHERE experiment = {experiment:String}"
@@ -194,6 +197,11 @@ class UnitAggregates:
         """Bring the aggregates up to date with a batch just inserted into ``table``."""
         if table == "experiment_definitions":
             self._metrics = None  # the next conversions batch (or backfill) reads them again
+            return
+        if table == "unattributed_events":
+            ids = sorted({str(row[0]) for row in rows})
+            for n, chunk in enumerate(_chunks(ids)):
+                self._update_unattributed(chunk, token=f"{token}/{n}")
             return
         if table not in _UNIT_COLUMNS:
             return
@@ -252,6 +260,25 @@ class UnitAggregates:
         states = [[experiment, unit, *state, updated] for unit, state in changed.items()]
         self._insert_deltas("exposure", deltas, experiment, _EXPOSURE_STATS, token=token)
         self._insert("exposure_units", states, _EXPOSURE_UNITS, token=f"{token}/units")
+
+    # -- events attributed to no experiment -----------------------------------------------------
+    def _update_unattributed(self, ids: Sequence[str], *, token: str) -> None:
+        params = {"ids": list(ids)}
+        new = {r[0]: tuple(r[1:]) for r in self._client.query(_UNATTRIBUTED_NEW, parameters=params).result_rows}
+        old = {r[0]: tuple(r[1:]) for r in self._client.query(_UNATTRIBUTED_OLD, parameters=params).result_rows}
+        changed = {event: state for event, state in new.items() if old.get(event) != state}
+        if not changed:
+            return
+        deltas: dict[tuple[str, str], int] = defaultdict(int)
+        for event, state in changed.items():
+            deltas[state] += 1
+            if (before := old.get(event)) is not None:
+                deltas[before] -= 1
+        stats = [[reason, name, n] for (reason, name), n in deltas.items() if n]
+        updated = self._clock()
+        states = [[event, reason, name, updated] for event, (reason, name) in changed.items()]
+        self._insert("unattributed_stats", stats, ["reason", "name", "events"], token=f"{token}/stats")
+        self._insert("unattributed_states", states, ["event_id", "reason", "name", "updated"], token=f"{token}/units")
 
     # -- metrics ---------------------------------------------------------------------------------
     def _compiled(self, experiment: str) -> list[CompiledMetric]:

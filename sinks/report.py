@@ -88,7 +88,8 @@ def _metrics(
     return chosen
 
 
-_UNATTRIBUTED_SQL = "SELECT reason, sum(events) AS events FROM unattributed_event_counts GROUP BY reason"
+# Each event once, under its latest reason (sinks/aggregates.py keeps these counts; migration 0013).
+_UNATTRIBUTED_SQL = "SELECT reason, sum(events) AS events FROM unattributed_stats GROUP BY reason HAVING events != 0"
 UNATTRIBUTED_REASONS = ("never_exposed", "outside_window", "late")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from schemas.metrics import ExperimentMetrics, MetricSpec
-from schemas.models import AssignmentFlag, AttributedConversion, FirstExposure
+from schemas.models import AssignmentFlag, AttributedConversion, FirstExposure, UnattributedEvent
 from sinks.aggregates import BUILTIN_METRIC, UnitAggregates
 from sinks.migrator import load_migrations, migrate, split_statements
 from sinks.tables import TABLES
@@ -505,3 +505,70 @@ def test_a_percentile_cap_is_the_percentile_of_the_non_zero_values_applied_per_u
         xs = [min(x, cap) for x, _ in cells]
         assert result["variants"][variant]["value"] == pytest.approx(sum(xs) / len(xs), rel=1e-9)
     assert max(x for cells in raw.values() for x, _ in cells) > cap  # the cap did bind
+
+
+def unattributed_history(seed: int, events: int) -> list[dict[str, Any]]:
+    """Events attributed to no experiment; a fifth decided again (a replay), some with another reason."""
+    rnd, out = random.Random(seed), []
+    for i in range(events):
+        record = UnattributedEvent(
+            event_id=_uuid(rnd), unit_type="user_id", unit_id=f"n{i % 50}", name=rnd.choice(("click", "buy")),
+            value=None, ts=BASE_TS + i, reason=rnd.choice(("never_exposed", "outside_window", "late")),
+        ).to_avro()  # fmt: skip
+        out.append(record)
+        if rnd.random() < 0.2:
+            out.append({**record, "reason": rnd.choice(("never_exposed", "late"))})
+    return out
+
+
+def unattributed_counts(client: Any) -> dict[tuple[str, str], int]:
+    rows = client.query("SELECT reason, name, sum(events) FROM unattributed_stats GROUP BY ALL HAVING sum(events) != 0")
+    return {(reason, name): n for reason, name, n in rows.result_rows}
+
+
+def latest_reasons(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    latest = {r["event_id"]: (r["reason"], r["name"]) for r in records}
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for key in latest.values():
+        counts[key] += 1
+    return dict(counts)
+
+
+def deliver_unattributed(client: Any, aggregates: UnitAggregates, records: Sequence[dict[str, Any]], seed: int) -> None:
+    spec, rnd, offset = TABLES["unattributed_events"], random.Random(seed), 0
+    while offset < len(records):
+        rows = [spec.row(r, 0, offset + i) for i, r in enumerate(records[offset : offset + rnd.randint(1, 90)])]
+        token = f"{seed}/unattributed_events/0/{offset}"
+        client.insert(
+            spec.table, rows, column_names=spec.insert_columns, settings={"insert_deduplication_token": token}
+        )
+        aggregates.after_insert(spec.table, rows, token=token)
+        offset += len(rows)
+
+
+def test_events_attributed_to_no_experiment_count_once_under_their_latest_reason(store: Any) -> None:
+    records = unattributed_history(seed=50, events=700)
+    aggregates = UnitAggregates(store)
+
+    deliver_unattributed(store, aggregates, records, seed=51)
+    deliver_unattributed(store, aggregates, records, seed=51)  # the sink replays the same ranges
+    first = unattributed_counts(store)
+    deliver_unattributed(store, UnitAggregates(store), records, seed=52)  # the jobs re-emit at new offsets
+
+    assert unattributed_counts(store) == first == latest_reasons(records)
+    assert sum(first.values()) == 700
+
+
+def test_a_store_older_than_the_unattributed_counts_is_filled_by_the_migration(store: Any) -> None:
+    records = unattributed_history(seed=53, events=300)
+    spec = TABLES["unattributed_events"]
+    rows = [spec.row(r, 0, i) for i, r in enumerate(records)]
+    store.insert(spec.table, rows, column_names=spec.insert_columns)  # as a sink before 0013 did
+    (migration,) = [m for m in load_migrations() if m.version == 13]
+
+    for _ in range(2):  # interrupted and run again: nothing counts twice
+        for statement in split_statements(migration.sql):
+            store.command(statement)
+    deliver_unattributed(store, UnitAggregates(store), records[:40], seed=54)  # then the sink goes on
+
+    assert unattributed_counts(store) == latest_reasons(records)

@@ -91,7 +91,7 @@ class FakeClient:
             else []
         )  # fmt: skip
         named = [r for r in self.report_rows if parameters.get("experiment") in ("", None, r["experiment"])]
-        if "unattributed_event_counts" in sql:
+        if "unattributed_stats" in sql:
             named = [{"reason": "never_exposed", "events": 7}]
         return type("Result", (), {"result_rows": rows, "named_results": lambda _self: iter(named)})()
 

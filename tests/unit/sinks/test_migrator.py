@@ -150,7 +150,8 @@ def test_a_failing_statement_names_the_migration_and_is_not_recorded() -> None:
 # Inserts a second run cannot double: into a replacing table, or under a fixed deduplication token.
 RERUNNABLE_INSERTS = (
     "INSERT INTO unit_conversions", "INSERT INTO exposure_units", "INSERT INTO metric_units",
-    "INSERT INTO multi_exposure_stats", "INSERT INTO multi_metric_stats",
+    "INSERT INTO multi_exposure_stats", "INSERT INTO multi_metric_stats", "INSERT INTO unattributed_stats",
+    "INSERT INTO unattributed_states",
 )  # fmt: skip
 
 

@@ -52,7 +52,7 @@ class FakeClient:
 
     def query(self, sql: str, parameters: dict[str, Any]) -> Any:
         rows: list[dict[str, Any]] = []  # the metrics' aggregates: none in these tests
-        if "unattributed_event_counts" in sql:
+        if "unattributed_stats" in sql:
             rows = self.unattributed
         return type("Result", (), {"named_results": lambda _self: iter(rows), "result_rows": []})()
 
