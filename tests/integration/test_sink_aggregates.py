@@ -572,3 +572,53 @@ def test_a_store_older_than_the_unattributed_counts_is_filled_by_the_migration(s
     deliver_unattributed(store, UnitAggregates(store), records[:40], seed=54)  # then the sink goes on
 
     assert unattributed_counts(store) == latest_reasons(records)
+
+
+class RecordingClient:
+    """A client that keeps every query it sends."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.sent = client, []
+
+    def query(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        self.sent.append(sql)
+        return self._client.query(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+# What the readout may read: the aggregates, the definitions, and the flags by distinct event id (no FINAL).
+READOUT_TABLES = {
+    "exposure_stats", "metric_stats", "multi_exposure_stats", "multi_metric_stats", "unattributed_stats",
+    "experiment_definitions", "assignment_flags", "variant_switches",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", ["exclude", "first_seen"])
+def test_the_report_and_the_dashboard_read_the_aggregates_and_no_detail_table(store: Any, policy: str) -> None:
+    import re
+
+    from sinks.dashboard import DashboardData
+    from sinks.report import fetch_report
+
+    columns = TABLES["experiment_definitions"].insert_columns
+    store.insert("experiment_definitions", [definition_row(METRICS)], column_names=columns)
+    history = build_history(seed=60, units=300)
+    deliver(store, UnitAggregates(store), history, seed=61)
+    client = RecordingClient(store)
+
+    report = fetch_report(client, EXPERIMENT, policy=policy)  # type: ignore[arg-type]
+    page = DashboardData(client, ttl_s=0).experiment(EXPERIMENT, policy)  # type: ignore[arg-type]
+
+    read = {table for sql in client.sent for table in re.findall(r"\bFROM\s+(\w+)", sql)}
+    assert read <= READOUT_TABLES, read - READOUT_TABLES
+    assert {"exposure_stats", "metric_stats"} <= read
+    assert ("multi_metric_stats" in read) == (policy == "exclude")
+    assert not [sql for sql in client.sent if "FINAL" in sql]
+    got = report["experiments"][EXPERIMENT]
+    assert [m["key"] for m in got["metrics"]] == ["buyers", "revenue", "order_value", "blue_clicks"]
+    assert sum(v["units"] for v in got["variants"].values()) == len(earliest(history)) - (
+        len(history.switched) if policy == "exclude" else 0
+    )
+    assert page["series"]["metrics"].keys() == {"buyers", "revenue", "order_value", "blue_clicks"}
