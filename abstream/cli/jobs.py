@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -84,13 +85,18 @@ def list_(
                 highlight=False,
             )
     if not as_json:
-        console.print(f"{len(rows)} dead letter(s)")
+        kinds = Counter(letter["error_kind"] for _, letter in rows)
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        console.print(f"{len(rows)} dead letter(s)" + (f": {by_kind}" if by_kind else ""), highlight=False)
 
 
 @deadletters.command()
 def replay(
     offsets: Annotated[list[int] | None, typer.Argument(help="Dead-letter offsets to replay (default: all).")] = None,
-    kind: Annotated[str | None, typer.Option(help="Only dead letters with this error kind.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only dead letters with this error kind (invalid_record, wrong_key, bad_magic, ...)."),
+    ] = None,
 ) -> None:
     """Re-inject dead letters into their source topics (after fixing what made them fail)."""
     from stream_jobs.dead_letter_store import replay_dead_letters
