@@ -97,13 +97,17 @@ def replay(
         str | None,
         typer.Option(help="Only dead letters with this error kind (invalid_record, wrong_key, bad_magic, ...)."),
     ] = None,
+    rekey: Annotated[
+        bool,
+        typer.Option("--rekey", help="Key each record by its unit id (the fix for wrong_key dead letters)."),
+    ] = False,
 ) -> None:
     """Re-inject dead letters into their source topics (after fixing what made them fail)."""
     from stream_jobs.dead_letter_store import replay_dead_letters
 
     rows = _dead_letter_rows(limit=sys.maxsize, timeout=10.0)
     chosen = [(o, d) for o, d in rows if (not offsets or o in offsets) and (kind is None or d["error_kind"] == kind)]
-    sent = replay_dead_letters(resolve_bootstrap(), [d for _, d in chosen])
+    sent = replay_dead_letters(resolve_bootstrap(), [d for _, d in chosen], rekey=rekey)
     console.print(f"re-injected {sent} record(s) into their source topics")
 
 
