@@ -15,6 +15,10 @@ The checks, in order; the first that fails gives the flag, and ``None`` means th
    experiment and should not have been logged), is a ``variant_mismatch``. For Eppo, the allocation the
    exposure reports (``params["allocation"]``) stands for the outcome of its targeting rules.
 
+A ``variant_mismatch`` says what the exposure's own hash inputs show, when they differ from the
+definition's: the seed it logged (``hash_seed``: GrowthBook's seed, the PlanOut experiment salt, which
+is what PlanOut logs as ``salt``) and the bucket.
+
 Pure and cheap for a stream job: assigners are built once per distinct ``(scheme, scheme_params)``.
 Exposures are Avro dicts as decoded (epoch-millisecond timestamps, string UUIDs).
 
@@ -40,6 +44,8 @@ __all__ = ["Flag", "FlagReason", "flag_record", "verify"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+_LOGGED_SEED = {"growthbook": ("seed", "seed"), "planout": ("experiment_salt", "experiment salt")}
+"""Per scheme: the assignment input an exposure's ``hash_seed`` reports, and what to call it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +137,17 @@ def _hashed(exposure: Mapping[str, Any], definition: ExperimentDefinition) -> Fl
         detail = f"unit {unit!r} is not in the experiment ({assignment.reason}) and should not be logged"
     else:
         detail = f"the {definition.scheme} hash gives unit {unit!r} {assignment.variant!r} ({assignment.reason})"
-    detail += f", logged {variant!r}" + _evidence(exposure, assignment)
+    detail += f", logged {variant!r}" + _evidence(exposure, definition.scheme, assignment)
     return Flag("variant_mismatch", detail, assignment.variant)
 
 
-def _evidence(exposure: Mapping[str, Any], assignment: Assignment) -> str:
+def _evidence(exposure: Mapping[str, Any], scheme: str, assignment: Assignment) -> str:
     """What the exposure's own hash inputs say, when it reports them: a seed or a bucket that differs."""
     notes = []
-    seed = assignment.inputs.get("seed", assignment.inputs.get("salt"))
-    logged_seed = exposure.get("hash_seed")
+    key, name = _LOGGED_SEED.get(scheme, ("", ""))
+    seed, logged_seed = assignment.inputs.get(key), exposure.get("hash_seed")
     if logged_seed is not None and seed is not None and logged_seed != seed:
-        notes.append(f"it was hashed with seed {logged_seed!r}, the definition's is {seed!r}")
+        notes.append(f"it was hashed with {name} {logged_seed!r}, the definition's is {seed!r}")
     for field, kind in (("bucket_index", int), ("bucket_position", float)):
         logged = exposure.get(field)
         if logged is not None and isinstance(assignment.bucket, kind) and logged != assignment.bucket:
