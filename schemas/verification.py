@@ -13,7 +13,10 @@ The checks, in order; the first that fails gives the flag, and ``None`` means th
    what everyone should see, so logging it is fine);
 7. state ``active``: the scheme's hash is recomputed; another variant, or none (the unit is outside the
    experiment and should not have been logged), is a ``variant_mismatch``. For Eppo, the allocation the
-   exposure reports (``params["allocation"]``) stands for the outcome of its targeting rules.
+   exposure reports (``params["allocation"]``) stands for the outcome of its targeting rules. A unit the
+   scheme's SDK cannot assign at all (PlanOut raises on a non-ASCII unit id) is an ``unassignable_unit``:
+   no real client of that SDK logged the exposure. A revision whose ``scheme_params`` cannot be read
+   (records on the topic may come from elsewhere) flags ``other``, naming the problem.
 
 A ``variant_mismatch`` says what the exposure's own hash inputs show, when they differ from the
 definition's: the seed it logged (``hash_seed``: GrowthBook's seed, the PlanOut experiment salt, which
@@ -36,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from abstream.errors import UnassignableUnitError
 from schemas._definition_rules import EXTERNAL
 from schemas.hashing import Assigner, Assignment, assigner
 from schemas.models import ExperimentDefinition, FlagReason
@@ -129,8 +133,15 @@ def _rollout(variant: str, definition: ExperimentDefinition) -> Flag | None:
 
 def _hashed(exposure: Mapping[str, Any], definition: ExperimentDefinition) -> Flag | None:
     unit, variant = exposure["unit_id"], exposure["variant"]
-    check = _assigner(definition.scheme, definition.scheme_params)
-    assignment = check(unit, _instant(exposure["client_ts"]), exposure.get("params"))
+    where = f"{definition.key!r} revision {definition.revision}"
+    try:
+        check = _assigner(definition.scheme, definition.scheme_params)
+    except ValueError as exc:  # a SchemeParamsError, or scheme_params that are not JSON
+        return Flag("other", f"the scheme_params of {where} cannot be used, so nothing can be verified: {exc}")
+    try:
+        assignment = check(unit, _instant(exposure["client_ts"]), exposure.get("params"))
+    except UnassignableUnitError as exc:
+        return Flag("unassignable_unit", f"{exc}; logged {variant!r} for {where}")
     if assignment.variant == variant:
         return None
     if assignment.variant is None:
