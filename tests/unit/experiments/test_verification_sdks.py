@@ -54,7 +54,7 @@ def _unit(rng: random.Random) -> str:
 
 
 def _record(scheme: str, params: dict[str, Any], names: list[str], unit_type: str) -> ExperimentDefinition:
-    variants = [{"name": n, "weight": 1} for n in names]
+    variants = [{"name": n} for n in names]  # the weights are the SDK's, from scheme_params
     built = definition(
         scheme=scheme, scheme_params=params, variants=variants, fallback_variant=names[0], unit_type=unit_type
     )
