@@ -28,6 +28,7 @@ __all__ = [
     "SpoolError",
     "SpoolFullError",
     "SpoolLockedError",
+    "UnassignableUnitError",
     "UnknownExperimentError",
     "UnknownSchemaError",
 ]
@@ -71,6 +72,13 @@ class InvalidRecordError(AbstreamError, ValueError):
 
 class EncodeError(InvalidRecordError):
     """A record could not be encoded with its schema."""
+
+
+class UnassignableUnitError(InvalidRecordError):
+    """The scheme's SDK cannot assign this unit at all (PlanOut raises on a non-ASCII unit id).
+
+    Verification turns it into an ``unassignable_unit`` flag: no real client logged that assignment.
+    """
 
 
 class DecodeError(AbstreamError):

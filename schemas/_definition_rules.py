@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from abstream.errors import SchemeParamsError
+from schemas._definition_weights import weight_problems
 from schemas.durations import format_duration
 from schemas.hashing import SHA256_WEIGHTS, assigner
 
@@ -63,7 +64,8 @@ def consistency_problems(definition: Definition, params: Mapping[str, Any]) -> l
         *_window_problems(definition),
         *_dedupe_problems(definition),
         *_metric_window_problems(definition),
-        *([] if variants else _scheme_problems(definition.scheme, params, names)),  # sha256 params need the variants
+        # sha256 params and the SDK splits need well-formed variants
+        *([] if variants else _scheme_problems(definition.scheme, params, definition.key, definition.weights)),
     ]
 
 
@@ -126,7 +128,8 @@ def _metric_window_problems(definition: Definition) -> list[Problem]:
     return problems
 
 
-def _scheme_problems(scheme: str, params: Mapping[str, Any], names: list[str]) -> list[Problem]:
+def _scheme_problems(scheme: str, params: Mapping[str, Any], key: str, weights: Mapping[str, int]) -> list[Problem]:
+    names = list(weights)
     try:
         json.dumps(params)
     except (TypeError, ValueError) as exc:  # YAML reads an unquoted 2025-01-01 as a date
@@ -139,7 +142,7 @@ def _scheme_problems(scheme: str, params: Mapping[str, Any], names: list[str]) -
         return [(f"scheme_params.{exc.key}" if exc.key else "scheme_params", str(exc))]
     hashed = _scheme_variants(scheme, params)
     if hashed is None or set(hashed) == set(names):
-        return []
+        return weight_problems(scheme, params, key, weights)
     message = (
         f"{', '.join(names)} are not the variants scheme_params can assign ({', '.join(hashed)}); "
         "exposures log the variant names and the hash returns these, so make them the same"

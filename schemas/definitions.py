@@ -24,7 +24,14 @@ A file in ``deploy/experiments/`` says how an experiment assigns units and how i
 
 ``scheme`` is one of :data:`schemas.hashing.SCHEMES` or ``external`` (assigned by something whose hash
 we cannot recompute). Its ``scheme_params`` are checked by building the scheme's assigner, so a typo
-fails here and not on the first exposure. The ``metrics`` block names keys of the metric catalog
+fails here and not on the first exposure. The weights are written once: sha256-weights takes them from
+the variants; ``planout``, ``growthbook`` and ``eppo`` split by their own ``scheme_params`` (weights as
+the SDK writes them, floats included), so their variants may leave ``weight`` out and get that split
+(:mod:`schemas._definition_weights`; an Eppo definition stands for the allocation its key names,
+``<flag>-<allocation>`` as the SDK logs the experiment, or the flag's only one), and weights written
+there must give the same shares. The SRM test checks the variants' weights.
+
+The ``metrics`` block names keys of the metric catalog
 (:mod:`schemas.metric_catalog`; by default the ``metrics`` directory beside the experiments directory); the
 definition keeps them resolved, as an :class:`~schemas.metrics.ExperimentMetrics` with their definitions,
 so its record carries exactly the metrics it is analysed with. A mistake raises
@@ -59,6 +66,7 @@ from pydantic import (
 
 from abstream.errors import DefinitionError
 from schemas._definition_rules import EXTERNAL, Problems, consistency_problems, normalised_params
+from schemas._definition_weights import with_derived_weights
 from schemas._definition_yaml import describe_errors, read_yaml, yaml_files
 from schemas.durations import format_duration, parse_duration
 from schemas.hashing import SCHEMES
@@ -104,7 +112,11 @@ _Text = Annotated[str, Strict(), Field(min_length=1)]
 
 
 class VariantSpec(BaseModel):
-    """One arm: a name exposures log and an integer traffic weight (share = weight / sum of weights)."""
+    """One arm: a name exposures log and an integer traffic weight (share = weight / sum of weights).
+
+    Left out for planout, growthbook and eppo, the weight is derived from ``scheme_params`` before this
+    model is built (see the module docstring).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -163,6 +175,12 @@ class Definition(BaseModel):
             return value
         catalog = (info.context or {}).get("metrics")
         return resolve_metrics(value, catalog if isinstance(catalog, MetricCatalog) else MetricCatalog())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_from_the_sdk(cls, data: Any) -> Any:
+        """planout, growthbook, eppo: variants written without weights get the split of scheme_params."""
+        return with_derived_weights(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

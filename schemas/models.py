@@ -297,6 +297,7 @@ FlagReason = Literal[
     "rollout_mismatch",
     "multiple_variants",
     "other",
+    "unassignable_unit",
 ]
 
 

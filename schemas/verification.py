@@ -13,7 +13,14 @@ The checks, in order; the first that fails gives the flag, and ``None`` means th
    what everyone should see, so logging it is fine);
 7. state ``active``: the scheme's hash is recomputed; another variant, or none (the unit is outside the
    experiment and should not have been logged), is a ``variant_mismatch``. For Eppo, the allocation the
-   exposure reports (``params["allocation"]``) stands for the outcome of its targeting rules.
+   exposure reports (``params["allocation"]``) stands for the outcome of its targeting rules. A unit the
+   scheme's SDK cannot assign at all (PlanOut raises on a non-ASCII unit id) is an ``unassignable_unit``:
+   no real client of that SDK logged the exposure. A revision whose ``scheme_params`` cannot be read
+   (records on the topic may come from elsewhere) flags ``other``, naming the problem.
+
+A ``variant_mismatch`` says what the exposure's own hash inputs show, when they differ from the
+definition's: the seed it logged (``hash_seed``: GrowthBook's seed, the PlanOut experiment salt, which
+is what PlanOut logs as ``salt``) and the bucket.
 
 Pure and cheap for a stream job: assigners are built once per distinct ``(scheme, scheme_params)``.
 Exposures are Avro dicts as decoded (epoch-millisecond timestamps, string UUIDs).
@@ -32,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from abstream.errors import UnassignableUnitError
 from schemas._definition_rules import EXTERNAL
 from schemas.hashing import Assigner, Assignment, assigner
 from schemas.models import ExperimentDefinition, FlagReason
@@ -40,6 +48,8 @@ __all__ = ["Flag", "FlagReason", "flag_record", "verify"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+_LOGGED_SEED = {"growthbook": ("seed", "seed"), "planout": ("experiment_salt", "experiment salt")}
+"""Per scheme: the assignment input an exposure's ``hash_seed`` reports, and what to call it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,25 +133,32 @@ def _rollout(variant: str, definition: ExperimentDefinition) -> Flag | None:
 
 def _hashed(exposure: Mapping[str, Any], definition: ExperimentDefinition) -> Flag | None:
     unit, variant = exposure["unit_id"], exposure["variant"]
-    check = _assigner(definition.scheme, definition.scheme_params)
-    assignment = check(unit, _instant(exposure["client_ts"]), exposure.get("params"))
+    where = f"{definition.key!r} revision {definition.revision}"
+    try:
+        check = _assigner(definition.scheme, definition.scheme_params)
+    except ValueError as exc:  # a SchemeParamsError, or scheme_params that are not JSON
+        return Flag("other", f"the scheme_params of {where} cannot be used, so nothing can be verified: {exc}")
+    try:
+        assignment = check(unit, _instant(exposure["client_ts"]), exposure.get("params"))
+    except UnassignableUnitError as exc:
+        return Flag("unassignable_unit", f"{exc}; logged {variant!r} for {where}")
     if assignment.variant == variant:
         return None
     if assignment.variant is None:
         detail = f"unit {unit!r} is not in the experiment ({assignment.reason}) and should not be logged"
     else:
         detail = f"the {definition.scheme} hash gives unit {unit!r} {assignment.variant!r} ({assignment.reason})"
-    detail += f", logged {variant!r}" + _evidence(exposure, assignment)
+    detail += f", logged {variant!r}" + _evidence(exposure, definition.scheme, assignment)
     return Flag("variant_mismatch", detail, assignment.variant)
 
 
-def _evidence(exposure: Mapping[str, Any], assignment: Assignment) -> str:
+def _evidence(exposure: Mapping[str, Any], scheme: str, assignment: Assignment) -> str:
     """What the exposure's own hash inputs say, when it reports them: a seed or a bucket that differs."""
     notes = []
-    seed = assignment.inputs.get("seed", assignment.inputs.get("salt"))
-    logged_seed = exposure.get("hash_seed")
+    key, name = _LOGGED_SEED.get(scheme, ("", ""))
+    seed, logged_seed = assignment.inputs.get(key), exposure.get("hash_seed")
     if logged_seed is not None and seed is not None and logged_seed != seed:
-        notes.append(f"it was hashed with seed {logged_seed!r}, the definition's is {seed!r}")
+        notes.append(f"it was hashed with {name} {logged_seed!r}, the definition's is {seed!r}")
     for field, kind in (("bucket_index", int), ("bucket_position", float)):
         logged = exposure.get(field)
         if logged is not None and isinstance(assignment.bucket, kind) and logged != assignment.bucket:

@@ -65,8 +65,10 @@ def verify_exposures(
 ) -> None:
     """Read exposures as JSON lines on stdin; write one AssignmentFlag JSON line per flagged exposure.
 
-    Lines are Exposure objects or what `abstream schemas decode` prints. A malformed line is reported
-    on stderr with its number and skipped; the exit code is then 1.
+    Lines are Exposure objects or what `abstream schemas decode` prints. Each flag is also named on
+    stderr with its line number (`line 3: unassignable_unit: ...`). A malformed line is reported on
+    stderr with its number and skipped; the exit code is then 1, and 0 otherwise, flags or not.
+    The summary line always ends the output.
     """
     records = (
         _published() if published else {(d.key, d.revision): d.to_record() for d in _definitions(definitions).values()}
@@ -90,6 +92,7 @@ def verify_exposures(
         if flag is not None:
             flagged += 1
             typer.echo(json.dumps(flag_record(exposure, flag), ensure_ascii=False))
+            typer.echo(f"line {number}: {flag.reason}: {flag.detail}", err=True)
     typer.echo(f"verified {checked} exposure(s): {flagged} flagged, {malformed} malformed line(s)", err=True)
     if malformed:
         raise typer.Exit(1)

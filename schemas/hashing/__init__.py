@@ -59,6 +59,7 @@ from .planout_experiment import (
 )
 from .planout_namespace import planout_namespace_allocation, planout_namespace_segment, planout_segment_unit
 from .sha256_weights import SHA256_WEIGHTS, assign_sha256_weights, sha256_weights_bucket, sha256_weights_total
+from .split import Split, traffic_split
 
 __all__ = [
     "EPPO",
@@ -77,6 +78,7 @@ __all__ = [
     "PlanOutNamespace",
     "PlanOutOp",
     "PlanOutParam",
+    "Split",
     "Unit",
     "Units",
     "assign",
@@ -113,4 +115,5 @@ __all__ = [
     "planout_weighted_choice",
     "sha256_weights_bucket",
     "sha256_weights_total",
+    "traffic_split",
 ]

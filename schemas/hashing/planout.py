@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TypeVar
 
-from abstream.errors import InvalidRecordError, SchemeParamsError
+from abstream.errors import SchemeParamsError, UnassignableUnitError
 
 __all__ = [
     "Unit",
@@ -67,7 +67,7 @@ def _hash_units(salt: str, units: Sequence[object]) -> int:
     try:
         data = text.encode("ascii")
     except UnicodeEncodeError as exc:
-        raise InvalidRecordError(
+        raise UnassignableUnitError(
             f"PlanOut hashes ASCII only and raises on {text!r}: no PlanOut client can assign this unit",
             field="unit_id",
         ) from exc

@@ -71,12 +71,17 @@ class PlanOutNamespace:
 
 @dataclass(frozen=True, slots=True)
 class PlanOutParam:
-    """A parsed definition; ``salt`` is the op's full salt (see :func:`planout_salt`)."""
+    """A parsed definition; ``salt`` is the op's full salt (see :func:`planout_salt`).
+
+    ``experiment_salt`` is the experiment's salt, what PlanOut logs as ``salt`` (and our adapter as
+    ``hash_seed``); ``None`` when a ``full_salt`` keeps it out of the hash.
+    """
 
     param: str
     op: PlanOutOp
     salt: str
     namespace: PlanOutNamespace | None = None
+    experiment_salt: str | None = None
 
 
 def planout_param(params: Mapping[str, object]) -> PlanOutParam:
@@ -89,8 +94,9 @@ def planout_param(params: Mapping[str, object]) -> PlanOutParam:
     )
     param = p.str_("param")
     namespace = _namespace(p) if p.has("namespace") else None
-    salt = planout_salt(_experiment_salt(p, namespace), param, salt=p.opt_str("salt"), full_salt=p.opt_str("full_salt"))
-    return PlanOutParam(param, _op(p), salt, namespace)
+    experiment_salt, full_salt = _experiment_salt(p, namespace), p.opt_str("full_salt")
+    salt = planout_salt(experiment_salt, param, salt=p.opt_str("salt"), full_salt=full_salt)
+    return PlanOutParam(param, _op(p), salt, namespace, None if full_salt is not None else experiment_salt)
 
 
 def _experiment_salt(p: Params, namespace: PlanOutNamespace | None) -> str:
@@ -195,6 +201,8 @@ def planout_assign(units: Units, definition: PlanOutParam) -> Assignment:
     """
     op = definition.op
     inputs: dict[str, object] = {"param": definition.param, "op": op.name, "salt": definition.salt}
+    if definition.experiment_salt is not None:
+        inputs["experiment_salt"] = definition.experiment_salt
     ns = definition.namespace
     if ns is not None:
         segment = planout_namespace_segment(ns.name, ns.num_segments, units)

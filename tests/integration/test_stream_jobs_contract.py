@@ -7,6 +7,7 @@ first exposure, a conversion or an unattributed event. The valid ones are counte
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -92,3 +93,25 @@ def test_bad_records_are_dead_lettered_with_kind_reason_and_bytes_and_never_coun
     assert {c["event_id"] for c in conversions} == {e["event_id"] for e in valid_events}
     bad_ids = {event_id for *_, event_id in bad}
     assert not bad_ids & {u["event_id"] for u in pipeline.read("unattributed-events")}
+
+
+def test_a_unit_the_sdk_cannot_assign_is_an_assignment_flag_not_a_dead_letter(pipeline: Pipeline) -> None:  # noqa: F811
+    params = {"param": "variant", "op": "UniformChoice", "choices": ["A", "B"], "experiment_salt": "po"}
+    record = {**ref.definition_record(KEY), "key": "po", "scheme": "planout", "scheme_params": json.dumps(params)}
+    record |= {"variants": [{"name": "A", "weight": 1}, {"name": "B", "weight": 1}], "fallback_variant": "A"}
+    pipeline.produce("experiment-definitions", [record], "ExperimentDefinition", key=lambda r: "po:1")
+    exposures = [
+        {**ref.exposure_record("po", unit, "A", ref.T0), "scheme": "planout", "hash_seed": "po"}
+        for unit in ("é-1", "用户-2", "ok-1")
+    ]
+
+    pipeline.start("w1")
+    pipeline.produce("exposures", exposures, "Exposure")
+
+    pipeline.wait_for("first-exposures", len(exposures))
+    time.sleep(1)  # a dead letter or a flag would be out by now, with its batch
+    assert [(d["error_kind"], d["message"]) for d in pipeline.read("dead-letters")] == []
+    flags = {f["unit_id"]: f for f in pipeline.read("assignment-flags")}
+    assert {u for u, f in flags.items() if f["reason"] == "unassignable_unit"} == {"é-1", "用户-2"}
+    assert flags["é-1"]["detail"].startswith("PlanOut hashes ASCII only and raises on 'po.variant.é-1'")
+    assert {f["unit_id"] for f in pipeline.read("first-exposures")} == {"é-1", "用户-2", "ok-1"}

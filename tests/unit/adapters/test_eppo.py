@@ -133,7 +133,7 @@ def test_exposures_of_a_targeted_allocation_verify_with_the_allocation_they_repo
         _wait_for(sink, sum(v != "-" for v in served.values()))
     finally:
         client.shutdown()
-    variants = [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}]
+    variants = [{"name": "control"}, {"name": "treatment"}]  # each allocation's split, from the flag
     definitions = {
         key: definition(
             key=key, scheme="eppo", scheme_params=flag, variants=variants, fallback_variant="control"

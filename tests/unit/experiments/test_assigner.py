@@ -29,6 +29,7 @@ SCHEMES: list[dict[str, Any]] = [
             "weights": [1, 3],
             "experiment_name": "checkout",
         },
+        "variants": [{"name": "A"}, {"name": "B"}],  # 1:3, from the weights PlanOut splits by
     },
 ]
 

@@ -135,7 +135,9 @@ def test_verify_writes_one_flag_per_bad_exposure_and_reports_malformed_lines() -
     assert "line 3: not JSON" in result.stderr
     assert "line 4: a io.abstream.Event record, not an exposure" in result.stderr
     assert "line 7: not an exposure: event_id: Field required" in result.stderr
-    assert "verified 3 exposure(s): 2 flagged, 3 malformed line(s)" in result.stderr
+    assert "line 2: variant_mismatch: the sha256-weights hash gives unit 'd-2'" in result.stderr
+    assert "line 6: unknown_revision: revision 7 of 'moon_mars' is not published (known: 1)" in result.stderr
+    assert result.stderr.rstrip().endswith("verified 3 exposure(s): 2 flagged, 3 malformed line(s)")
 
 
 def test_verify_is_silent_and_succeeds_when_every_exposure_is_right() -> None:
@@ -144,6 +146,29 @@ def test_verify_is_silent_and_succeeds_when_every_exposure_is_right() -> None:
     result = runner.invoke(app, ["verify"], input="\n".join(lines))
 
     assert result.exit_code == 0 and result.stdout == ""
+
+
+def test_verify_flags_a_unit_the_sdk_cannot_assign_with_its_line_and_goes_on(tmp_path: Path) -> None:
+    params = {"param": "variant", "op": "UniformChoice", "choices": ["A", "B"], "experiment_salt": "checkout"}
+    write(tmp_path, "checkout.yaml", {**BASE, "scheme": "planout", "scheme_params": params})
+    exposures = {
+        unit: Exposure(
+            event_id=uuid.uuid4(), experiment="checkout", revision=1, unit_type="user_id", unit_id=unit,
+            variant=assign("planout", params, unit).variant if unit.isascii() else "A", scheme="planout", client_ts=AT,
+        ).to_avro()
+        for unit in ("u-1", "é-1", "u-3")
+    }  # fmt: skip
+    wrong = {**exposures["u-3"], "variant": "B" if exposures["u-3"]["variant"] == "A" else "A"}
+    lines = [json.dumps(exposures["u-1"]), json.dumps(exposures["é-1"]), json.dumps(wrong)]
+
+    result = runner.invoke(app, ["verify", "--definitions", str(tmp_path)], input="\n".join(lines) + "\n")
+
+    assert result.exit_code == 0, result.output  # flags are verdicts, not errors
+    flags = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(f["unit_id"], f["reason"]) for f in flags] == [("é-1", "unassignable_unit"), ("u-3", "variant_mismatch")]
+    assert "line 2: unassignable_unit: PlanOut hashes ASCII only and raises on 'checkout.variant.é-1'" in result.stderr
+    assert "line 3: variant_mismatch: the planout hash gives unit 'u-3'" in result.stderr
+    assert result.stderr.rstrip().endswith("verified 3 exposure(s): 2 flagged, 0 malformed line(s)")
 
 
 def test_the_installed_entry_point_runs_assign() -> None:

@@ -179,3 +179,49 @@ def test_the_flag_record_fits_the_assignment_flag_schema() -> None:
     assert model.exposure_ts == AT and model.flagged_ts == datetime(2025, 6, 2, tzinfo=UTC)
     assert flag_record(wrong, flag, flagged_ts=1)["flagged_ts"] == 1
     assert flag_record(wrong, flag)["flagged_ts"] > record["flagged_ts"]
+
+
+PLANOUT = {"param": "variant", "op": "UniformChoice", "choices": ["A", "B"], "experiment_salt": "checkout"}
+
+
+@pytest.mark.parametrize("unit", ["é-1", "用户42", "😀"])
+def test_a_unit_planout_cannot_hash_is_an_unassignable_unit_flag(unit: str) -> None:
+    record = definition(scheme="planout", scheme_params=PLANOUT).to_record()
+
+    flag = verify(exposure(unit_id=unit, variant="A", scheme="planout"), record)
+
+    assert flag is not None and (flag.reason, flag.expected_variant) == ("unassignable_unit", None)
+    assert flag.detail.startswith("PlanOut hashes ASCII only and raises on ")
+    assert flag.detail.endswith("no PlanOut client can assign this unit; logged 'A' for 'checkout' revision 1")
+    serde = AvroSerde("AssignmentFlag")
+    assert serde.decode(serde.encode(flag_record(exposure(unit_id=unit), flag)))["reason"] == "unassignable_unit"
+
+
+def test_a_planout_seed_note_names_the_experiment_salt_and_only_when_it_enters_the_hash() -> None:
+    record = definition(scheme="planout", scheme_params=PLANOUT).to_record()
+    right = assign("planout", PLANOUT, "u-1").variant
+    assert right is not None
+    wrong = exposure(variant=_other(right), scheme="planout")
+
+    same = verify({**wrong, "hash_seed": "checkout"}, record)  # what the adapter logs: PlanOut's salt
+    assert same is not None and same.detail.endswith(f"logged {_other(right)!r}")
+    differs = verify({**wrong, "hash_seed": "checkout-v0"}, record)
+    assert differs is not None
+    assert differs.detail.endswith("; it was hashed with experiment salt 'checkout-v0', the definition's is 'checkout'")
+    full = {**PLANOUT, "full_salt": "fixed"}
+    full_record = definition(scheme="planout", scheme_params=full).to_record()
+    other = _other(assign("planout", full, "u-1").variant or "A")
+    flag = verify({**wrong, "variant": other, "hash_seed": "anything"}, full_record)
+    assert flag is not None and "hashed with" not in flag.detail  # a full_salt leaves the experiment salt out
+
+
+def test_a_published_revision_whose_scheme_params_cannot_be_used_flags_other() -> None:
+    broken = ACTIVE.model_copy(update={"scheme": "growthbook", "scheme_params": '{"key": "checkout"}'})
+
+    flag = verify(exposure(), broken)
+
+    assert flag is not None and flag.reason == "other"
+    assert flag.detail == (
+        "the scheme_params of 'checkout' revision 1 cannot be used, so nothing can be verified: "
+        "growthbook: missing required key(s) variations"
+    )

@@ -22,6 +22,7 @@ MODULES = [
     "planout_experiment",
     "planout_namespace",
     "sha256_weights",
+    "split",
 ]
 
 
