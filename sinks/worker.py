@@ -104,6 +104,7 @@ class SinkWorker:
         self._serdes = {spec.record: AvroSerde(spec.record) for spec in topics.values()}
         self._contracts = {spec.record: contract(spec.record) for spec in topics.values()}
         self._buffers: dict[tuple[str, int], PartitionBuffer] = {}
+        self._paused: set[tuple[str, int]] = set()  # librdkafka keeps a partition paused across a rebalance
         self._assigned = False
         self.stats = SinkStats()
 
@@ -260,6 +261,7 @@ class SinkWorker:
         self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:500]}"
         log.warning("sink: %s[%d] retry in %.1f s: %s", buffer.topic, buffer.partition, delay, self.stats.last_error)
         self._consumer.pause([TopicPartition(buffer.topic, buffer.partition)])
+        self._paused.add((buffer.topic, buffer.partition))
 
     def _recovered(self, buffer: PartitionBuffer) -> None:
         buffer.failures, buffer.retry_at = 0, 0.0
@@ -269,10 +271,16 @@ class SinkWorker:
         from confluent_kafka import TopicPartition
 
         self._consumer.resume([TopicPartition(buffer.topic, buffer.partition)])
+        self._paused.discard((buffer.topic, buffer.partition))
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
             self._buffers[(tp.topic, tp.partition)] = PartitionBuffer(tp.topic, tp.partition)
+        # A partition paused for a retry, revoked (the session expired in an outage) and given back keeps
+        # librdkafka's pause, while its new buffer has no retry that would resume it: it would stop for good.
+        if stale := [tp for tp in partitions if (tp.topic, tp.partition) in self._paused]:
+            self._consumer.resume(stale)
+            self._paused -= {(tp.topic, tp.partition) for tp in stale}
         self._assigned = True
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:

@@ -338,3 +338,24 @@ def test_revoked_partitions_drop_their_uncommitted_records() -> None:
     worker._flush(now=10.0, force=True)
 
     assert worker.stats.records == 3 and client.tokens == [] and consumer.committed == {}
+
+
+def test_a_partition_paused_for_a_retry_and_given_back_by_a_rebalance_is_consumed_again() -> None:
+    """The consumer's session expires during an outage: the paused partition is revoked and re-assigned."""
+    events: list[str] = []
+    consumer = FakeConsumer({TOPIC: exposures(6)}, {}, events)  # keeps a pause across assignments, as librdkafka
+    client = FakeClickHouse(events, failures=1)
+    worker = make_worker(consumer, client, FakeLedger(events), events, max_rows=3)
+    consumer.subscribe([TOPIC], on_assign=worker._on_assign)
+    for message in consumer.consume(3, 0):
+        worker._accept(message, now=0.0)
+    worker._flush(now=10.0, force=False)  # the insert fails: paused for a retry
+    assert TOPIC in consumer.paused
+
+    worker._on_revoke(consumer, [TopicPartition(TOPIC, 0)])
+    consumer.position = dict(consumer.committed)  # the group hands it back from the committed offset
+    worker._on_assign(consumer, [TopicPartition(TOPIC, 0)])
+    stats = worker.run(stop_when_idle=True)
+
+    assert TOPIC not in consumer.paused
+    assert consumer.committed == {TOPIC: 6} and client.rows == stats.rows_inserted == 6
