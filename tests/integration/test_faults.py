@@ -1,0 +1,45 @@
+"""The fault suite's short version (``benchmarks/faults.py --short``): kills, replays and malformed records.
+
+The script runs the real pipeline (jobs and sink as processes, on this session's broker) and compares the
+report and the aggregates with a reference computed from what the clients logged: nothing lost, nothing
+counted twice, no number moved, every malformed record dead-lettered. The 3-broker and broker-outage
+scenarios start brokers of their own and take longer: they run with the full suite, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.timeout(480)
+def test_the_short_fault_suite_loses_nothing_counts_nothing_twice_and_dead_letters_every_bad_record(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "faults.py"), "--short", "--scenarios", "kills", "replays",
+        "malformed", "--bootstrap", kafka_bootstrap, "--workdir", str(tmp_path), "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=460, check=False)
+    assert done.stdout, done.stderr[-4000:]
+    results = {r["scenario"]: r for r in json.loads(done.stdout)}
+    assert set(results) == {"kills 1/2", "kills 2/2", "replays", "malformed"}
+    failed = [
+        f"{r['scenario']}: lost {r['lost']}, double {r['double']}, moved {r['moved']}, "
+        f"dead letters {r['dead_letters']} of {r['malformed']}, not dead-lettered {r['not_dead_lettered']}; "
+        f"{r['notes'] + r['examples']}"
+        for r in results.values()
+        if not r["ok"]
+    ]
+    assert not failed, "\n".join(failed)
+    assert results["malformed"]["malformed"] == 500
+    assert sum(results["malformed"]["dead_letters"].values()) == 500
+    assert done.returncode == 0, done.stderr[-4000:]
