@@ -67,7 +67,7 @@ class Options:
 
 
 FULL = Options(visitors=20_000, trials=10, bad=5_000, outage_s=60.0, rate=2_000.0, seed=1)
-SHORT = Options(visitors=1_000, trials=2, bad=500, outage_s=15.0, rate=1_000.0, seed=1)
+SHORT = Options(visitors=1_000, trials=2, bad=500, outage_s=15.0, rate=400.0, seed=1)
 
 
 @dataclass
@@ -208,10 +208,12 @@ class Suite:
             pipe = Pipeline(self.shared_bootstrap(), self.workdir)
             with self.run(pipe, self.options.seed + trial) as (flow, clients):
                 span = len(flow.on_time) / self.options.rate
-                plan = sorted((rng.uniform(0.5, 1.2 * span), rng.choice(("jobs", "sink", "both"))) for _ in range(3))
-                plan = plan[: rng.randint(1, 3)]
-                result.notes.append("kill -9: " + ", ".join(f"{what} at {at:.1f} s" for at, what in plan))
-                self.log_all(pipe, flow, clients, faults=functools.partial(_kill_plan, pipe, plan, rng))
+                # Each kill a random while after the previous restart: a worker that had time to take work.
+                gaps = [rng.uniform(1.0, max(3.0, span / 2)) for _ in range(rng.randint(1, 3))]
+                plan = [(gap, rng.choice(("jobs", "sink", "both"))) for gap in gaps]
+                done: list[str] = []
+                self.log_all(pipe, flow, clients, faults=functools.partial(_kill_plan, pipe, plan, rng, done))
+                result.notes.append(f"kill -9 while the clients log for {span:.0f} s: " + ", ".join(done))
                 self.judge(result, pipe, clients)
             result.seconds = time.monotonic() - started
             results.append(result)
@@ -304,13 +306,15 @@ class Suite:
         return self.finish(result, started)
 
 
-def _kill_plan(pipe: Pipeline, plan: list[tuple[float, str]], rng: random.Random) -> None:
+def _kill_plan(pipe: Pipeline, plan: list[tuple[float, str]], rng: random.Random, done: list[str]) -> None:
+    """Kill -9 and restart as planned: (seconds after the previous restart, what); ``done`` says when."""
     started = time.monotonic()
-    for at, what in plan:
-        time.sleep(max(0.0, at - (time.monotonic() - started)))
+    for gap, what in plan:
+        time.sleep(gap)
         names = ("jobs", "sink") if what == "both" else (what,)
         for name in names:
             pipe.kill(name)
+        done.append(f"{what} at {time.monotonic() - started:.1f} s")
         time.sleep(rng.uniform(0.2, 3.0))
         pipe.start(*names)
 
