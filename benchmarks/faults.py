@@ -33,6 +33,7 @@ import functools
 import json
 import random
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -67,7 +68,7 @@ class Options:
 
 
 FULL = Options(visitors=20_000, trials=10, bad=5_000, outage_s=60.0, rate=2_000.0, seed=1)
-SHORT = Options(visitors=1_000, trials=2, bad=500, outage_s=15.0, rate=400.0, seed=1)
+SHORT = Options(visitors=600, trials=2, bad=500, outage_s=15.0, rate=400.0, seed=1)
 
 
 @dataclass
@@ -347,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["snapshot"]:  # internal: read a stopped sink's store (chDB: one process per path)
         print(json.dumps(read_store(argv[1], argv[2]), default=str))
         return 0
+    # Stopped (a CI timeout): leave through the finally blocks, which stop the processes and brokers started here.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     args = _parser().parse_args(argv)
     options = _options(args)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="abstream-faults-"))
