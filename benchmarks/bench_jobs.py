@@ -188,7 +188,7 @@ def jobs_logic(traffic: Traffic) -> float:
 
     definitions: Any = Definitions()
     processor = UnitProcessor(
-        rules=rules_from(definitions), check_assignment=AssignmentChecker(definitions, now_ms=lambda: T0).check,
+        rules=rules_from(definitions), check_assignment=AssignmentChecker(definitions).check,
         allowed_lateness_ms=60_000, state_grace_ms=86_400_000, now_ms=lambda: T0,
     )  # fmt: skip
     decoders = {"exposures": ("Exposure", AvroSerde("Exposure")), "events": ("Event", AvroSerde("Event"))}
@@ -202,12 +202,15 @@ def jobs_logic(traffic: Traffic) -> float:
         if invalid_reason(name, record, key) is not None:
             raise RuntimeError(f"the benchmark's own input is invalid: {record}")
         state = load_state(store.get(key))
-        apply = processor.on_exposure if name == "Exposure" else processor.on_event
         watermark = record["client_ts" if name == "Exposure" else "ts"] - 60_000
-        for output in apply(state, record, offset, watermark):
+        if name == "Exposure":
+            outputs = processor.on_exposure(state, record, offset, watermark, appended_ms=T0)
+        else:
+            outputs = processor.on_event(state, record, offset, watermark)
+        for output in outputs:
             if output.role == "first_exposures":
                 first_exposures.encode(output.record, value)
-            else:
+            elif output.role in encoders:  # not SETTLED, which goes to no topic
                 encoders[output.role].encode(output.record)
         store[key] = dump_state(state)
     return len(traffic.inputs) / (time.perf_counter() - start)

@@ -7,7 +7,6 @@ AssignmentFlag record for the assignment-flags topic.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from schemas.models import ExperimentDefinition
@@ -18,9 +17,8 @@ __all__ = ["AssignmentChecker"]
 
 
 class AssignmentChecker:
-    def __init__(self, definitions: DefinitionFollower, *, now_ms: Callable[[], int]) -> None:
+    def __init__(self, definitions: DefinitionFollower) -> None:
         self._definitions = definitions
-        self._now_ms = now_ms
         self._models: dict[tuple[str, int], ExperimentDefinition] = {}
 
     def _definition(self, key: str, revision: int) -> ExperimentDefinition | None:
@@ -29,10 +27,14 @@ class AssignmentChecker:
             model = self._models[(key, revision)] = ExperimentDefinition.from_avro(raw)
         return model
 
-    def check(self, exposure: dict[str, Any]) -> dict[str, Any] | None:
-        """The AssignmentFlag record for ``exposure``, or None when its variant is the right one."""
+    def check(self, exposure: dict[str, Any], flagged_ts: int) -> dict[str, Any] | None:
+        """The AssignmentFlag record for ``exposure``, or None when its variant is the right one.
+
+        ``flagged_ts`` comes with the record (its Kafka timestamp), not from a clock: a replay of the
+        exposure re-emits the same flag.
+        """
         key, revision = exposure["experiment"], exposure["revision"]
         definition = self._definition(key, revision)
         known = () if definition is not None else self._definitions.revisions(key)
         flag = verify(exposure, definition, known_revisions=known)
-        return None if flag is None else flag_record(exposure, flag, flagged_ts=self._now_ms())
+        return None if flag is None else flag_record(exposure, flag, flagged_ts=flagged_ts)

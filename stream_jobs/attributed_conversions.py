@@ -10,8 +10,10 @@ arriving meanwhile claims the buffered events in its window.
 Never a silent drop: an event that arrives when the watermark is already past
 ``event_ts + allowed_lateness`` is *late*: attributed if it can be, with ``late=true``, and never
 buffered. Every event that ends up attributed to no experiment goes out as an UnattributedEvent with
-the reason (``unattributed_record``), once that is certain: a late one at once, a buffered one when it
-leaves the buffer. The sink counts them by event id, so a replay never counts one twice.
+the reason (``unattributed_record``), once that is certain: a late one at once (``late``, or
+``never_exposed`` if the unit has no first exposure: the answer must not depend on the watermark, since a
+replay may meet the event again with the unit's state gone), a buffered one when it leaves the buffer.
+The sink counts them by event id, so a replay never counts one twice.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ __all__ = ["ExperimentEntry", "FirstExposureWriter", "first_exposure_record", "o
 #   ws            the start of the current dedupe window (== ts unless dedupe is 'window')
 #   d             duplicates absorbed (other event ids of the same experiment and unit)
 #   de            the value of d when the current first exposure was emitted
+#   wo            with dedupe 'window': [event id, d] of the exposure that opened the current window, as emitted
 #   seen          variant -> [first event time, event id that first showed it]
+#   sf            [event id, flagged_ts] of the latest variant-switch flag (stream_jobs.processor)
 ExperimentEntry = dict[str, Any]
 
 

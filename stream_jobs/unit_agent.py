@@ -105,7 +105,7 @@ class _UnitJob:
         for event in batch:
             _make_current(event)  # table reads and watermark writes use the record's partition
             self._handle(event, work)
-        if work.decided:  # records no replay would re-emit once the states dropping them are stored
+        if work.decided:  # outputs no replay would re-emit once the states of this batch are stored
             await self._send(work.outputs)
             work.outputs = []
             await self.producer.flush()
@@ -145,12 +145,15 @@ class _UnitJob:
         stored = work.states[slot] if slot in work.states else self.store._get(slot[1])
         state = load_state(stored)
         watermark = self._advance(msg.partition, name, record["client_ts" if name == "Exposure" else "ts"])
-        apply = self.processor.on_exposure if name == "Exposure" else self.processor.on_event
+        if name == "Exposure":  # its Kafka timestamp: what a replay re-emits an AssignmentFlag with
+            produced = self.processor.on_exposure(
+                state, record, msg.offset, watermark, appended_ms=round(msg.timestamp * 1000)
+            )
+        else:
+            produced = self.processor.on_event(state, record, msg.offset, watermark)
         # Encoded before anything is staged: a record that fails leaves the unit's state as it was.
-        outputs = [
-            self._encode(o, msg.value) for o in apply(state, record, msg.offset, watermark) if o.role in self.enabled
-        ]
-        work.decided |= any(topic == self.topics["unattributed_events"] for topic, _, _ in outputs)
+        outputs = [self._encode(o, msg.value) for o in produced if o.role in self.enabled]
+        work.decided |= any(o.final for o in produced)
         empty = self.processor.is_empty(state)
         work.states[slot] = None if empty else dump_state(state)
         work.anchors[msg.partition] = event
@@ -193,7 +196,7 @@ class _UnitJob:
             try:
                 swept = self.sweeper.plan(partition, self.watermark(partition))
                 outputs = [self._encode(o, b"") for o in swept.outputs if o.role in self.enabled]
-                if outputs:
+                if any(o.final for o in swept.outputs):
                     await self._send(outputs)
                     await self.producer.flush()
                 _make_current(event)
@@ -249,7 +252,7 @@ class _Batch:
     __slots__ = ("anchors", "decided", "outputs", "states")
 
     def __init__(self) -> None:
-        self.decided = False  # an output decides an event for good (UnattributedEvent)
+        self.decided = False  # a final output (``Output.final``): delivered before the states are stored
         self.states: dict[tuple[int, bytes], bytes | None] = {}
         self.anchors: dict[int, EventT] = {}  # a record of each partition, current while its writes go out
         self.outputs: list[tuple[str, bytes | None, bytes]] = []

@@ -53,10 +53,10 @@ def build_worker(settings: JobsSettings, *, loglevel: str = "info") -> tuple[fau
     known = definitions.load()
     definitions.start()
     log.info("loaded %d experiment definition revision(s)", known)
-    checker: Callable[[dict[str, Any]], dict[str, Any] | None] = AssignmentChecker(definitions, now_ms=_now_ms).check
+    checker: Callable[[dict[str, Any], int], dict[str, Any] | None] = AssignmentChecker(definitions).check
     processor = UnitProcessor(
         rules=rules_from(definitions),
-        check_assignment=checker if "assignment_flags" in settings.jobs else (lambda _: None),
+        check_assignment=checker if "assignment_flags" in settings.jobs else (lambda _, __: None),
         allowed_lateness_ms=settings.allowed_lateness_ms,
         state_grace_ms=settings.state_grace_ms,
         now_ms=_now_ms,

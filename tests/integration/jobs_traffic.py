@@ -236,9 +236,10 @@ def attributions(exposures: list[dict[str, Any]], events: list[dict[str, Any]]) 
 def unattributed(
     exposures: list[dict[str, Any]], events: list[dict[str, Any]], late: list[dict[str, Any]]
 ) -> dict[str, str]:
-    """Event id -> reason, for every event attributed to no experiment (``late``: those sent past the lateness)."""
+    """Event id -> reason, for every event attributed to no experiment (``late``: those sent past the lateness,
+    ``late`` as the reason only for a unit exposed to something, else ``never_exposed``)."""
     attributed = {event_id for event_id, _, _ in attributions(exposures, events + late)}
     exposed = {e["unit_id"] for e in exposures}
     out = {e["event_id"]: "outside_window" if e["unit_id"] in exposed else "never_exposed" for e in events}
-    out |= {e["event_id"]: "late" for e in late}
+    out |= {e["event_id"]: "late" if e["unit_id"] in exposed else "never_exposed" for e in late}
     return {event_id: reason for event_id, reason in out.items() if event_id not in attributed}

@@ -18,7 +18,7 @@ HOUR = 3_600_000
 def _processor() -> UnitProcessor:
     rules = {"ended": ExperimentRules(attribution_window_ms=HOUR, end_ts=1_000), "live": ExperimentRules(HOUR)}
     return UnitProcessor(
-        rules=rules.get, check_assignment=lambda e: None, allowed_lateness_ms=60_000, state_grace_ms=HOUR,
+        rules=rules.get, check_assignment=lambda e, ts: None, allowed_lateness_ms=60_000, state_grace_ms=HOUR,
         now_ms=lambda: 0,
     )  # fmt: skip
 
