@@ -59,6 +59,9 @@ class Pipeline:
             "ABSTREAM_APP_ID": self.app_id, "ABSTREAM_SINK_GROUP": self.sink_group,
             "ABSTREAM_CLICKHOUSE_URL": self.clickhouse_url, "ABSTREAM_CLICKHOUSE_DATABASE": self.database,
             "ABSTREAM_ALLOWED_LATENESS_MS": str(LATENESS_MS), "ABSTREAM_SWEEP_INTERVAL_S": "1",
+            # Faust's own setting (60 s by default): a killed worker's partitions are taken over once its
+            # session expires. 10 s keeps the suite short; a minute would be inside the lateness too.
+            "BROKER_SESSION_TIMEOUT": "10",
         }  # fmt: skip
         jobs = [*_PYTHON, "jobs", "run", "--worker-name", "w1", "--loglevel", "warning"]
         self.services = {
@@ -66,11 +69,16 @@ class Pipeline:
             "sink": Service("sink", self.directory, [*_PYTHON, "sink", "run"], env=self.env),
         }
         self.restarts = 0  # services found dead and started again (an outage they did not survive)
+        self.created = time.monotonic()
+        self.timeline: list[tuple[str, float]] = []  # (what, seconds since created)
         self.directory.mkdir(parents=True)
         admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
         create_topics(admin, TopicSpec.load().resolve(prefix=self.prefix, brokers=brokers))
         definitions = load_definitions(experiments_dir()).values()
         publish_definitions(definitions, bootstrap_servers=bootstrap, topic=definitions_topic(self.prefix))
+
+    def mark(self, what: str) -> None:
+        self.timeline.append((what, time.monotonic() - self.created))
 
     def topic(self, role: str) -> str:
         return self.prefix + role.replace("_", "-")
@@ -113,7 +121,7 @@ class Pipeline:
                 raise AbstreamError(f"{what} within {timeout:.0f} s; logs in {self.directory}")
             if revive:
                 self.revive()
-            time.sleep(1.0)
+            time.sleep(0.5)
 
     def wait_jobs(self, timeout: float, *, revive: bool = True) -> None:
         """Until the jobs have committed the end of their inputs (outputs are flushed before a commit)."""
@@ -122,11 +130,14 @@ class Pipeline:
     def settle(self, timeout: float) -> None:
         """Everything logged through the jobs and into the store; then both stopped (the store can be read)."""
         self.wait_jobs(timeout)
-        time.sleep(4.0)  # the last sweeps decide the buffered events the watermark has passed (1 s timer)
+        self.mark("jobs done")
         self.stop("jobs")
+        self.mark("jobs stopped")
         self.start("sink")
         self.wait(lambda: self.sink_lag() == 0, "the sink did not catch up", timeout, revive=True)
+        self.mark("sink done")
         self.stop("sink")
+        self.mark("sink stopped")
 
     # -- replays ---------------------------------------------------------------------------------
     def replay_jobs(self, timeout: float) -> None:

@@ -2,10 +2,19 @@
 
 The demo's simulator (``abstream.demo.simulate``) gives the visitors: both experiments, duplicates, faulty
 clients, clicks flushed early and late. Added here: some units logged in a second variant (multi-variant
-units) and some events of units never exposed. The clients of two apps log through two ``ExposureLogger``
-instances, paced at a rate so that faults happen while they log. Everything a logger accepts is kept in
-``Logged`` with the event id it returned. The late clicks are logged in a second phase, once the jobs have
-caught up with the first (``send(..., phase="late")``), so whether they are late is decided by the data.
+units) and some events of units never exposed.
+
+Time is real: the simulator's two hours are played in ``span_s`` seconds of wall time, and every record
+carries the wall-clock time at which it happens (the visitors come faster and click sooner than the demo's,
+but event time runs at the speed of the clock). A fault that delays records by a minute delays them by a
+minute of event time, as in production: well inside the jobs' allowed lateness and the attribution windows.
+The simulator's late clicks come from clients that were offline: their visitors were exposed ``BACKDATE_MS``
+before the run (the exposures, flushed when the client comes back, arrive during the run with their old
+time); their clicks are logged in a second phase, once the jobs have caught up with the first, so they are
+late by far more than the allowed lateness; so are the bounces of units never exposed, logged with them.
+
+The clients of two apps log through two ``ExposureLogger`` instances, each record at its time. Everything a
+logger accepts is kept in ``Logged`` with the event id it returned.
 
 ``Malformed`` produces bad records straight to the input topics (what a broken client or a foreign producer
 would send) and remembers where each landed and what it was.
@@ -18,83 +27,118 @@ import time
 import uuid
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from _faults_reference import Logged
 from confluent_kafka import Producer
 
-from abstream.demo.simulate import SPAN, Send, simulate
+from abstream.demo.simulate import SPAN, simulate
 from producers.assigner import Assigner
 from producers.logger import DEFAULT_PRODUCER_CONFIG, ExposureLogger, Source
-from producers.records import to_millis
 from schemas.serde import AvroSerde
 
-__all__ = ["MALFORMED_KINDS", "Clients", "Malformed", "Traffic", "traffic"]
+__all__ = ["BACKDATE_MS", "MALFORMED_KINDS", "Clients", "Malformed", "Timed", "Traffic", "traffic"]
 
+BACKDATE_MS = 30 * 60_000  # how long before the run the offline clients' visitors were exposed
 _SWITCH_RATE = 0.02  # units logged again in the other variant of moon_mars
 _LURKER_RATE = 0.01  # events of units never exposed, per visitor
 _FAULTY_CLIENT_RATE = 0.02
+_LATE_RATE = 500.0  # records/s of the second phase (old records: their pace does not matter)
+_ORIGIN = datetime(2025, 6, 1, tzinfo=UTC)  # the simulator's clock; only differences of its times are used
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One thing a client logs: ``fields`` without the time, which is ``ts`` ms after the run's start (or
+    before it: negative), logged ``send`` ms after the run's start (the first phase; the second is paced)."""
+
+    kind: str  # "exposure" or "event"
+    fields: dict[str, Any]
+    ts: int
+    send: int
 
 
 @dataclass
 class Traffic:
     """What the clients send: the on-time records in send order, then the late ones."""
 
-    on_time: list[Send]
-    late: list[Send]
+    on_time: list[Timed]
+    late: list[Timed]
+    span_s: float
 
 
-def traffic(assigner: Assigner, visitors: int, seed: int) -> Traffic:
-    now = datetime.now(UTC)
-    sends, _ = simulate(assigner, visitors, seed, _FAULTY_CLIENT_RATE, now)
+def traffic(assigner: Assigner, visitors: int, seed: int, span_s: float) -> Traffic:
+    """The demo's visitors played in ``span_s`` seconds of wall time (see the module doc)."""
+    sends, _ = simulate(assigner, visitors, seed, _FAULTY_CLIENT_RATE, _ORIGIN)
+    start, scale = _ORIGIN - SPAN, span_s * 1000 / SPAN.total_seconds()
+
+    def at(when: datetime) -> int:
+        return round((when - start).total_seconds() * scale)
+
+    offline = {s.fields["unit_id"] for s in sends if s.send_at > _ORIGIN}
     rng = random.Random(seed + 1)
-    extra: list[Send] = []
+    on_time: list[Timed] = []
+    late: list[Timed] = []
     for send in sends:
-        f = send.fields
+        f = dict(send.fields)
+        when = f.pop("client_ts" if send.kind == "exposure" else "ts")
+        back = BACKDATE_MS if f["unit_id"] in offline else 0
+        if send.kind == "event" and back:
+            late.append(Timed("event", f, at(when) - back, 0))
+            continue
+        timed = Timed(send.kind, f, at(when) - back, at(send.send_at))
+        on_time.append(timed)
         if send.kind == "exposure" and f["experiment"] == "moon_mars" and rng.random() < _SWITCH_RATE:
             other = next(v.name for v in assigner.experiments["moon_mars"].variants if v.name != f["variant"])
-            at = f["client_ts"] + timedelta(seconds=90)
-            extra.append(Send("exposure", {**f, "variant": other, "client_ts": at}, at + timedelta(seconds=5)))
-    start = now - SPAN
+            nudge = round(90 * scale) + 1  # the demo's 90 s later
+            on_time.append(Timed("exposure", {**f, "variant": other}, timed.ts + nudge, timed.send + nudge))
     for i in range(int(visitors * _LURKER_RATE)):
-        ts = start + SPAN * 0.7 * rng.random()  # early enough for the watermark to pass it: decided
-        fields = {"unit_id": f"lurker-{seed}-{i}", "name": "bounce", "value": None, "ts": ts,
-                  "unit_type": "device_id", "properties": {}}  # fmt: skip
-        extra.append(Send("event", fields, ts + timedelta(seconds=5)))
-    on_time = sorted([s for s in sends if s.send_at <= now] + extra, key=lambda s: s.send_at)
-    return Traffic(on_time, [s for s in sends if s.send_at > now])
+        fields: dict[str, Any] = {"unit_id": f"lurker-{seed}-{i}", "name": "bounce", "value": None,
+                                  "unit_type": "device_id", "properties": {}}  # fmt: skip
+        late.append(Timed("event", fields, round(span_s * 1000 * rng.random()) - BACKDATE_MS, 0))
+    on_time.sort(key=lambda t: t.send)
+    return Traffic(on_time, late, span_s)
 
 
 class Clients:
-    """Two apps' loggers; ``send`` logs a list of sends at ``rate`` records/s and records what was accepted."""
+    """Two apps' loggers; ``send`` logs records at their times and keeps what was accepted."""
 
     def __init__(self, bootstrap: str, prefix: str, spool: Path) -> None:
         self.logged = Logged()
+        self.start_ms: int | None = None  # wall-clock time of the run's start (the first ``send``)
         self.loggers = [
             ExposureLogger(bootstrap_servers=bootstrap, spool_dir=spool / f"app-{n}", topic_prefix=prefix,
                            source=Source(sdk="abstream-faults", app=f"app-{n}"))
             for n in range(2)
         ]  # fmt: skip
 
-    def send(self, sends: list[Send], rate: float, *, late: bool = False, between: Any = None) -> None:
-        """Log ``sends`` paced at ``rate``; ``between(i)`` runs before the i-th (malformed records, faults)."""
+    def send(
+        self, records: list[Timed], *, late: bool = False, between: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Log ``records``: the first phase each at its time, the late phase paced; ``between(i, ts)`` runs
+        before the i-th, ``ts`` its wall-clock time in ms (malformed records among the valid)."""
         started = time.monotonic()
-        for i, send in enumerate(sends):
-            if between is not None:
-                between(i)
-            logger = self.loggers[zlib.crc32(send.fields["unit_id"].encode()) % len(self.loggers)]
-            if send.kind == "exposure":
-                eid = logger.log_exposure(**send.fields)
-                self.logged.exposure(eid, send.fields, to_millis("Exposure", "client_ts", send.fields["client_ts"]))
-            else:
-                eid = logger.log_event(**send.fields)
-                self.logged.event(eid, send.fields, to_millis("Event", "ts", send.fields["ts"]), late=late)
-            ahead = (i + 1) / rate - (time.monotonic() - started)
-            if ahead > 0.005:
+        if self.start_ms is None:
+            self.start_ms = time.time_ns() // 1_000_000
+        for i, record in enumerate(records):
+            due = (i / _LATE_RATE) if late else record.send / 1000
+            ahead = due - (time.monotonic() - started)
+            if ahead > 0.002:
                 time.sleep(ahead)
+            ts = self.start_ms + record.ts
+            if between is not None:
+                between(i, ts)
+            logger = self.loggers[zlib.crc32(record.fields["unit_id"].encode()) % len(self.loggers)]
+            if record.kind == "exposure":
+                eid = logger.log_exposure(**record.fields, client_ts=ts)
+                self.logged.exposure(eid, record.fields, ts)
+            else:
+                eid = logger.log_event(**record.fields, ts=ts)
+                self.logged.event(eid, record.fields, ts, late=late)
 
     def flush(self, timeout: float) -> bool:
         return all(logger.flush(timeout) for logger in self.loggers)

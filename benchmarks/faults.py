@@ -34,6 +34,7 @@ import json
 import random
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -41,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from _faults_pipeline import LATENESS_MS, PARTITIONS, Pipeline, experiments_dir, read_store
 from _faults_reference import Figures, compare, expected, flatten, moved
@@ -51,7 +52,6 @@ from abstream.settings import default_cache_dir
 from deploy.kafka_dist import KafkaDist
 from deploy.local_kafka import LocalKafka
 from producers.assigner import Assigner
-from producers.records import to_millis
 
 SCENARIOS = ("kills", "cluster", "replays", "malformed", "outage")
 
@@ -62,13 +62,13 @@ class Options:
     trials: int
     bad: int
     outage_s: float
-    rate: float  # records/s the clients log at
+    span_s: float  # seconds of wall time the clients log the visitors in (their records carry that time)
     seed: int
     timeout_s: float = 600.0
 
 
-FULL = Options(visitors=20_000, trials=10, bad=5_000, outage_s=60.0, rate=2_000.0, seed=1)
-SHORT = Options(visitors=600, trials=2, bad=500, outage_s=15.0, rate=400.0, seed=1)
+FULL = Options(visitors=20_000, trials=10, bad=5_000, outage_s=60.0, span_s=150.0, seed=1)
+SHORT = Options(visitors=400, trials=2, bad=500, outage_s=15.0, span_s=20.0, seed=1)
 
 
 @dataclass
@@ -83,11 +83,13 @@ class Result:
     examples: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    error: str = ""  # the scenario did not finish (a lane's process that gave no result)
 
     @property
     def ok(self) -> bool:
         letters = sum(self.dead_letters.values())
-        return not (self.lost or self.double or self.moved or letters != self.malformed or self.not_dead_lettered)
+        wrong = self.lost or self.double or self.moved or letters != self.malformed or self.not_dead_lettered
+        return not (wrong or self.error)
 
     def take(self, figures: Figures) -> None:
         self.lost, self.double, self.moved = figures.lost, figures.double, figures.moved
@@ -102,14 +104,16 @@ class Result:
             f"  {'ok' if self.ok else 'FAILED'}"
         )
         details = self.notes + ([f"not dead-lettered: {self.not_dead_lettered}"] if self.not_dead_lettered else [])
+        details += [self.error] if self.error else []
         return "\n".join([text, *(f"    {d}" for d in details + self.examples[:8])])
 
 
 class Suite:
     """Runs scenarios against a broker (given, or a local one started on first use)."""
 
-    def __init__(self, options: Options, workdir: Path, bootstrap: str | None) -> None:
+    def __init__(self, options: Options, workdir: Path, bootstrap: str | None, *, trial: int | None = None) -> None:
         self.options, self.workdir, self.bootstrap = options, workdir, bootstrap
+        self.trial = trial  # only this kill trial (1-based), as a lane runs it
         self.assigner = Assigner.from_dir(experiments_dir())
         self.clusters: list[LocalKafka] = []
         self.lines = sys.stdout  # one line per scenario as it ends (stderr when stdout carries the JSON)
@@ -146,7 +150,7 @@ class Suite:
     def run(self, pipe: Pipeline, seed: int) -> Iterator[tuple[Traffic, Clients]]:
         clients = Clients(pipe.bootstrap, pipe.prefix, pipe.directory / "spool")
         try:
-            yield traffic(self.assigner, self.options.visitors, seed), clients
+            yield traffic(self.assigner, self.options.visitors, seed, self.options.span_s), clients
         finally:
             clients.close()
             pipe.stop()
@@ -157,18 +161,21 @@ class Suite:
         flow: Traffic,
         clients: Clients,
         *,
-        between: Callable[[int], None] | None = None,
+        between: Callable[[int, int], None] | None = None,
         faults: Callable[[], None] | None = None,
     ) -> None:
         """Both phases through the loggers, with ``faults`` running meanwhile in a thread; then settled."""
         pipe.start()
         thread = threading.Thread(target=faults or (lambda: None), name="faults", daemon=True)
         thread.start()
-        clients.send(flow.on_time, self.options.rate, between=between)
+        clients.send(flow.on_time, between=between)
         self._flush(clients)
+        pipe.mark("logged")
         thread.join()
+        pipe.mark("faults over")
         pipe.wait_jobs(self.options.timeout_s)
-        clients.send(flow.late, self.options.rate, late=True)
+        pipe.mark("jobs caught up")
+        clients.send(flow.late, late=True)
         self._flush(clients)
         pipe.settle(self.options.timeout_s)
 
@@ -185,6 +192,8 @@ class Suite:
         want = expected(clients.logged, self.assigner, lateness_ms=LATENESS_MS, partitions=PARTITIONS)
         got = flatten(pipe.snapshot())
         result.take(compare(want, got))
+        if pending := want.get(("pending",)):
+            result.notes.append(f"events still buffered (the watermark has not passed them): {pending}")
         letters = pipe.dead_letters()
         result.dead_letters = dict(Counter(letter["error_kind"] for letter in letters))
         if malformed is not None:
@@ -195,6 +204,8 @@ class Suite:
             by_source = Counter(r["source_topic"].removeprefix(pipe.prefix) for r in letters)
             result.notes.append(f"dead letters by source topic: {dict(by_source)}")
             result.notes.append(f"malformed sent by kind: {dict(malformed.sent)}")
+        pipe.mark("judged")
+        result.notes.append("timeline: " + ", ".join(f"{what} {at:.0f} s" for what, at in pipe.timeline))
         if pipe.restarts:
             result.notes.append(f"services found dead and restarted: {pipe.restarts}")
         return got
@@ -202,13 +213,13 @@ class Suite:
     # -- scenarios -------------------------------------------------------------------------------
     def kills(self) -> list[Result]:
         results = []
-        for trial in range(self.options.trials):
+        for trial in range(self.options.trials) if self.trial is None else [self.trial - 1]:
             rng = random.Random(self.options.seed * 1000 + trial)
             result = Result(f"kills {trial + 1}/{self.options.trials}")
             started = time.monotonic()
             pipe = Pipeline(self.shared_bootstrap(), self.workdir)
             with self.run(pipe, self.options.seed + trial) as (flow, clients):
-                span = len(flow.on_time) / self.options.rate
+                span = flow.span_s
                 # Each kill a random while after the previous restart: a worker that had time to take work.
                 gaps = [rng.uniform(1.0, max(3.0, span / 2)) for _ in range(rng.randint(1, 3))]
                 plan = [(gap, rng.choice(("jobs", "sink", "both"))) for gap in gaps]
@@ -228,7 +239,7 @@ class Suite:
         assert state is not None
         pipe = Pipeline(state.bootstrap, self.workdir, brokers=3)
         with self.run(pipe, self.options.seed + 100) as (flow, clients):
-            span = len(flow.on_time) / self.options.rate
+            span = flow.span_s
             victim = random.Random(self.options.seed).choice(state.nodes)
 
             def faults() -> None:
@@ -271,9 +282,7 @@ class Suite:
         with self.run(pipe, self.options.seed + 300) as (flow, clients):
             total, count = self.options.bad, len(flow.on_time)
 
-            def between(i: int) -> None:  # spread evenly over the valid records, at their times
-                fields = flow.on_time[i].fields
-                at = to_millis("Exposure", "client_ts", fields.get("client_ts", fields.get("ts")))
+            def between(i: int, at: int) -> None:  # spread evenly over the valid records, at their times
                 for n in range(total * i // count, total * (i + 1) // count):
                     bad.send_one(n, at)
 
@@ -291,7 +300,7 @@ class Suite:
         pipe = Pipeline(state.bootstrap, self.workdir)
         with self.run(pipe, self.options.seed + 400) as (flow, clients):
             down = self.options.outage_s
-            span = len(flow.on_time) / self.options.rate
+            span = flow.span_s
             lead = 0.25 * span
 
             def faults() -> None:
@@ -320,6 +329,61 @@ def _kill_plan(pipe: Pipeline, plan: list[tuple[float, str]], rng: random.Random
         pipe.start(*names)
 
 
+def _in_lanes(suite: Suite, scenarios: list[str], lanes: int) -> list[Result]:
+    """The scenarios, each kill trial apart, run by up to ``lanes`` processes of this script at once.
+
+    The suite mostly waits (for loggers pacing, groups joining, consumers catching up), so a few runs share
+    the machine well. Those on the shared broker get it from here; cluster and outage start their own.
+    """
+    options = suite.options
+    base = [sys.executable, str(Path(__file__).resolve()), "--json", "--seed", str(options.seed),
+            "--visitors", str(options.visitors), "--trials", str(options.trials), "--bad", str(options.bad),
+            "--outage-s", str(options.outage_s), "--span-s", str(options.span_s),
+            "--timeout-s", str(options.timeout_s)]  # fmt: skip
+    units: list[tuple[str, list[str]]] = []  # the longest first
+    for name in ("cluster", "outage", "kills", "replays", "malformed"):
+        if name not in scenarios:
+            continue
+        if name == "kills":
+            units += [(f"kills {k}/{options.trials}", ["--trial", str(k)]) for k in range(1, options.trials + 1)]
+        else:
+            units.append((name, []))
+    shared = any(name in scenarios for name in ("kills", "replays", "malformed"))
+    bootstrap = ["--bootstrap", suite.shared_bootstrap()] if shared else []
+    pending = list(enumerate(units))
+    running: dict[int, tuple[subprocess.Popen[bytes], TextIO, str, Path]] = {}
+    done: dict[int, list[Result]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < lanes:
+                n, (label, extra) = pending.pop(0)
+                scenario = label.split()[0]
+                directory = suite.workdir / f"lane-{n}"
+                directory.mkdir(parents=True, exist_ok=True)
+                out = (directory / "results.json").open("w")
+                command = [*base, *(bootstrap if scenario in ("kills", "replays", "malformed") else [])]
+                command += ["--scenarios", scenario, *extra, "--workdir", str(directory)]
+                running[n] = (subprocess.Popen(command, stdout=out, stderr=suite.lines), out, label, directory)
+            time.sleep(0.5)
+            for n, (proc, written, label, directory) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                written.close()
+                del running[n]
+                try:
+                    done[n] = [Result(**{k: v for k, v in r.items() if k != "ok"}) for r in json.loads(
+                        (directory / "results.json").read_text())]  # fmt: skip
+                except ValueError:
+                    done[n] = [Result(label, error=f"its process exited {proc.returncode}; logs in {directory}")]
+    finally:
+        for proc, _, _, _ in running.values():  # stopped: each lane stops what it started
+            proc.terminate()
+        for proc, written, _, _ in running.values():
+            proc.wait(120)
+            written.close()
+    return [r for n in sorted(done) for r in done[n]]
+
+
 def _options(args: argparse.Namespace) -> Options:
     base = SHORT if args.short else FULL
     changes = {k: v for k, v in vars(args).items() if k in Options.__dataclass_fields__ and v is not None}
@@ -335,10 +399,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int)
     parser.add_argument("--bad", type=int, help="malformed records of the malformed scenario")
     parser.add_argument("--outage-s", dest="outage_s", type=float)
-    parser.add_argument("--rate", type=float, help="records/s the clients log at")
+    parser.add_argument("--span-s", dest="span_s", type=float, help="seconds of wall time the clients log in")
+    parser.add_argument("--timeout-s", dest="timeout_s", type=float, help="the longest wait for a catch-up")
     parser.add_argument("--bootstrap", help="an existing broker for scenarios 1, 3, 4 (2 and 5 start their own)")
     parser.add_argument("--workdir", type=Path, help="data dirs and logs (default: a temp dir, removed when all pass)")
     parser.add_argument("--json", action="store_true", help="the results as JSON on stdout (the lines go to stderr)")
+    parser.add_argument("--lanes", type=int, default=1, help="scenarios (and kill trials) run by N processes at once")
+    parser.add_argument("--trial", type=int, help=argparse.SUPPRESS)  # a lane's: only this kill trial (1-based)
     return parser
 
 
@@ -353,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = _options(args)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="abstream-faults-"))
-    suite = Suite(options, workdir, args.bootstrap)
+    suite = Suite(options, workdir, args.bootstrap, trial=args.trial)
     runs = {"kills": suite.kills, "cluster": suite.cluster3, "replays": suite.replays,
             "malformed": suite.malformed, "outage": suite.outage}  # fmt: skip
     if args.json:
@@ -361,9 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     suite.say(f"fault suite: {options}; logs in {workdir}")
     results: list[Result] = []
     try:
-        for name in SCENARIOS:
-            if name in args.scenarios:
-                results += runs[name]()
+        if args.lanes > 1:
+            results = _in_lanes(suite, args.scenarios, args.lanes)
+        else:
+            for name in SCENARIOS:
+                if name in args.scenarios:
+                    results += runs[name]()
     finally:
         suite.close()
     ok = all(r.ok for r in results)
