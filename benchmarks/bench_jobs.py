@@ -56,7 +56,7 @@ from schemas.hashing import assign
 from schemas.serde import AvroSerde, single_object_header
 from stream_jobs.app import Preflight, create_app
 from stream_jobs.assignment_flags import AssignmentChecker
-from stream_jobs.dead_letters import invalid_reason
+from stream_jobs.dead_letters import rejection
 from stream_jobs.first_exposures import FirstExposureWriter
 from stream_jobs.processor import UnitProcessor, dump_state, load_state
 from stream_jobs.settings import JobsSettings
@@ -199,7 +199,7 @@ def jobs_logic(traffic: Traffic) -> float:
     for offset, (role, key, value) in enumerate(traffic.inputs):
         name, serde = decoders[role]
         record = serde.decode(value, topic=role, partition=0, offset=offset)
-        if invalid_reason(name, record, key) is not None:
+        if rejection(name, record, key) is not None:
             raise RuntimeError(f"the benchmark's own input is invalid: {record}")
         state = load_state(store.get(key))
         watermark = record["client_ts" if name == "Exposure" else "ts"] - 60_000

@@ -36,11 +36,12 @@ from producers.records import (
     Source,
     build_event,
     build_exposure,
+    check_event,
     check_exposure,
+    check_field,
     check_map,
     check_optional_number,
     check_source,
-    check_str,
     exposure_extras,
     new_event_id,
     optional_millis,
@@ -161,7 +162,9 @@ class ExposureLogger:
             and type(unit_id) is str and unit_id and type(revision) is int and 0 <= revision < _INT32
             and type(unit_type) is str and unit_type and type(scheme) is str and scheme
         ):  # fmt: skip
-            check_exposure(experiment, variant, unit_id, revision, unit_type, scheme)
+            experiment, variant, unit_id, revision, unit_type, scheme = check_exposure(
+                experiment, variant, unit_id, revision, unit_type, scheme
+            )
         extras = None
         if (
             params or context or hash_seed is not None or hash_version is not None or bucket_position is not None
@@ -173,7 +176,7 @@ class ExposureLogger:
                 hash_used, sticky_bucket_used, forced, sampling_rate, context, received_ts, source,
             )  # fmt: skip
         ts = time.time_ns() // 1_000_000 if client_ts is None else to_millis("Exposure", "client_ts", client_ts)
-        eid = new_event_id() if event_id is None else check_str("Exposure", "event_id", event_id)
+        eid = new_event_id() if event_id is None else check_field("Exposure", "event_id", event_id)
         self._dispatcher.submit(
             (
                 self.exposures_topic,
@@ -203,11 +206,15 @@ class ExposureLogger:
         """
         if self._closed:
             raise LoggerClosedError("log_event() after close()")
+        if not (
+            type(unit_type) is str and unit_type and type(unit_id) is str and unit_id and type(name) is str and name
+        ):
+            unit_type, unit_id, name = check_event(unit_type, unit_id, name)
         values: tuple[Any, ...] = (
-            new_event_id() if event_id is None else check_str("Event", "event_id", event_id),
-            check_str("Event", "unit_type", unit_type),
-            check_str("Event", "unit_id", unit_id),
-            check_str("Event", "name", name),
+            new_event_id() if event_id is None else check_field("Event", "event_id", event_id),
+            unit_type,
+            unit_id,
+            name,
             check_optional_number("Event", "value", value),
             to_millis("Event", "ts", ts),
             check_map("Event", "properties", properties),

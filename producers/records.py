@@ -3,7 +3,11 @@
 The logger checks its arguments on the caller's thread (one combined type test in the common case,
 field-by-field checks only when something is off or optional fields are given) and hands a flat
 tuple to the delivery thread, which builds the Avro record dict and encodes it. A bad argument
-raises at once naming the field, and a tuple that passed the checks always fits the schema.
+raises at once naming the field and the rule, and a tuple that passed the checks always fits the
+schema and the contract the stream jobs and the sink apply: the field-by-field checks are the
+contract's own (``schemas.contract``, from the pydantic models); the combined test is a shortcut that
+accepts nothing they refuse (a differential test holds it to that). Stricter than the contract, the
+logger refuses NaN event values and epoch milliseconds before 1970 (a datetime may be earlier).
 """
 
 from __future__ import annotations
@@ -17,24 +21,26 @@ from typing import Any
 
 from abstream import __version__
 from abstream.errors import InvalidRecordError
+from schemas.contract import TIMESTAMP_MILLIS, contract
 
 __all__ = [
     "ExposureExtras",
     "Source",
     "build_event",
     "build_exposure",
+    "check_event",
     "check_exposure",
+    "check_field",
     "check_map",
     "check_optional_number",
     "check_source",
-    "check_str",
     "exposure_extras",
     "new_event_id",
     "optional_millis",
     "to_millis",
 ]
 
-_LONG_END = 1 << 63  # Avro longs: a larger timestamp would only fail later, on the delivery thread
+_MILLIS_END = TIMESTAMP_MILLIS.stop  # past the year 9999: the jobs would dead-letter the record
 _VERSION_4 = (0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF, 0x00000000000040008000000000000000)
 
 # (hash_seed, hash_version, bucket_position, bucket_index, params, hash_used, sticky_bucket_used,
@@ -65,9 +71,6 @@ class Source:
         return {"sdk": self.sdk, "sdk_version": self.sdk_version, "app": self.app, "host": self.host}
 
 
-_INT32, _INT64 = 2**31, 2**63  # Avro int and long
-
-
 def new_event_id() -> str:
     """A random version-4 UUID string, ~3x cheaper than ``str(uuid.uuid4())``.
 
@@ -79,35 +82,22 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def check_str(record: str, field: str, value: object) -> str:
-    """``value`` if it is a non-empty string, else InvalidRecordError naming ``record.field``."""
-    if type(value) is str and value:
-        return value
-    raise InvalidRecordError(f"{record}.{field}: expected a non-empty string, got {value!r}", field=field)
+def check_field(record: str, field: str, value: object) -> Any:
+    """``value`` in wire form if the contract of ``record`` takes it for ``field``, else InvalidRecordError.
+
+    Wire form: as the model writes it, so what the logger encodes is what the checks passed (bytes given
+    for a string become the string, a UUID given in another spelling its canonical text).
+    """
+    wired, violation = contract(record).wire_field(field, value)
+    if violation is None:
+        return wired
+    raise InvalidRecordError(violation.message, field=field)
 
 
 def check_optional_number(record: str, field: str, value: object) -> float | None:
     if value is None or (type(value) in (int, float) and value == value):  # rejects NaN
         return value  # type: ignore[return-value]
     raise InvalidRecordError(f"{record}.{field}: expected a finite number or None, got {value!r}", field=field)
-
-
-def _check_optional(record: str, field: str, value: object, kind: type) -> Any:
-    if value is None or type(value) is kind:
-        return value
-    raise InvalidRecordError(f"{record}.{field}: expected {kind.__name__} or None, got {value!r}", field=field)
-
-
-def _check_range(record: str, field: str, value: int | None, bound: int) -> int | None:
-    if value is None or -bound <= value < bound:
-        return value
-    raise InvalidRecordError(f"{record}.{field}: {value} does not fit the Avro field (|value| < {bound})", field=field)
-
-
-def _check_bool(record: str, field: str, value: object) -> bool:
-    if type(value) is bool:
-        return value
-    raise InvalidRecordError(f"{record}.{field}: expected True or False, got {value!r}", field=field)
 
 
 def check_map(record: str, field: str, value: Mapping[str, Any] | None) -> dict[str, str]:
@@ -128,12 +118,13 @@ def to_millis(record: str, field: str, value: int | float | datetime | None) -> 
     """Epoch milliseconds from ``None`` (now), epoch millis, or an aware datetime."""
     if value is None:
         return time.time_ns() // 1_000_000
-    if type(value) is int and 0 <= value < _LONG_END:
+    if type(value) is int and 0 <= value < _MILLIS_END:
         return value
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return int(value.timestamp() * 1000)
+    if isinstance(value, datetime) and value.tzinfo is not None and (ms := int(value.timestamp() * 1000)) < _MILLIS_END:
+        return ms
     raise InvalidRecordError(
-        f"{record}.{field}: expected epoch milliseconds (0 <= int < 2**63) or a timezone-aware datetime, got {value!r}",
+        f"{record}.{field}: expected epoch milliseconds (0 <= int < {_MILLIS_END}, before the year 10000) "
+        f"or a timezone-aware datetime, got {value!r}",
         field=field,
     )
 
@@ -152,16 +143,20 @@ def check_source(record: str, source: object) -> dict[str, str | None]:
 
 def check_exposure(
     experiment: object, variant: object, unit_id: object, revision: object, unit_type: object, scheme: object
-) -> None:
-    """Field-by-field checks of the required Exposure arguments; raises naming the first bad one."""
-    for field, value in (("experiment", experiment), ("variant", variant), ("unit_id", unit_id)):
-        check_str("Exposure", field, value)
-    if type(revision) is not int or not 0 <= revision < _INT32:
-        raise InvalidRecordError(
-            f"Exposure.revision: expected an int in [0, 2**31), got {revision!r}", field="revision"
-        )
-    check_str("Exposure", "unit_type", unit_type)
-    check_str("Exposure", "scheme", scheme)
+) -> tuple[Any, ...]:
+    """Field-by-field checks of the required Exposure arguments, in that order, returned in wire form.
+
+    Raises naming the first bad one.
+    """
+    given = {"experiment": experiment, "variant": variant, "unit_id": unit_id, "revision": revision,
+             "unit_type": unit_type, "scheme": scheme}  # fmt: skip
+    return tuple(check_field("Exposure", field, value) for field, value in given.items())
+
+
+def check_event(unit_type: object, unit_id: object, name: object) -> tuple[Any, ...]:
+    """Field-by-field checks of the required Event strings, returned in wire form; raises naming the first bad one."""
+    given = {"unit_type": unit_type, "unit_id": unit_id, "name": name}
+    return tuple(check_field("Event", field, value) for field, value in given.items())
 
 
 def exposure_extras(
@@ -171,25 +166,17 @@ def exposure_extras(
     source: Source | None = None,
 ) -> ExposureExtras:  # fmt: skip
     """The optional Exposure fields, checked; called only when one differs from its default."""
-    if not (type(sampling_rate) in (int, float) and 0 < sampling_rate <= 1):  # type: ignore[operator]
-        raise InvalidRecordError(
-            f"Exposure.sampling_rate: expected a number in (0, 1], got {sampling_rate!r}",
-            field="sampling_rate",
-        )
+    check = check_field
     return (
-        _check_optional("Exposure", "hash_seed", hash_seed, str),
-        _check_range(
-            "Exposure", "hash_version", _check_optional("Exposure", "hash_version", hash_version, int), _INT32
-        ),
-        check_optional_number("Exposure", "bucket_position", bucket_position),
-        _check_range(
-            "Exposure", "bucket_index", _check_optional("Exposure", "bucket_index", bucket_index, int), _INT64
-        ),
+        check("Exposure", "hash_seed", hash_seed),
+        check("Exposure", "hash_version", hash_version),
+        check("Exposure", "bucket_position", bucket_position),
+        check("Exposure", "bucket_index", bucket_index),
         check_map("Exposure", "params", params),
-        _check_bool("Exposure", "hash_used", hash_used),
-        _check_bool("Exposure", "sticky_bucket_used", sticky_bucket_used),
-        _check_bool("Exposure", "forced", forced),
-        float(sampling_rate),  # type: ignore[arg-type]
+        check("Exposure", "hash_used", hash_used),
+        check("Exposure", "sticky_bucket_used", sticky_bucket_used),
+        check("Exposure", "forced", forced),
+        float(check("Exposure", "sampling_rate", sampling_rate)),
         check_map("Exposure", "context", context),
         optional_millis("Exposure", "received_ts", received_ts),
         None if source is None else check_source("Exposure", source),

@@ -67,7 +67,7 @@ def _from_millis(value: Any) -> Any:
         try:
             return _EPOCH + value * _MILLISECOND
         except OverflowError:
-            raise ValueError(f"{value} epoch milliseconds is outside the years 1 to 9999") from None
+            raise ValueError("epoch milliseconds must be within the years 1 to 9999") from None
     return value
 
 

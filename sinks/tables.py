@@ -2,9 +2,10 @@
 
 One topic feeds one table, so a batch (one partition's offset range) is one insert with one
 deduplication token. Rows are plain tuples in ``columns`` order; Avro timestamps stay epoch
-milliseconds, which ClickHouse's ``DateTime64(3)`` takes as they are. A value ClickHouse would
-refuse (a malformed UUID) raises ValueError here, so the record is dead-lettered instead of failing
-its whole batch forever.
+milliseconds, which ClickHouse's ``DateTime64(3)`` takes as they are. The worker checks each record
+against the contract (``schemas.contract``) first; a value that still cannot become a row raises
+ValueError here, so the record is dead-lettered (``invalid_value``) instead of failing its whole batch
+forever.
 """
 
 from __future__ import annotations

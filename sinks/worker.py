@@ -10,7 +10,8 @@ batch is handled in this order, and the offset is committed last:
    aggregate tables drop a repeated block too; the per-unit aggregates are brought up to date
    (``sinks.aggregates``: idempotent, whatever was replayed); then the ledger records the range as
    inserted;
-3. its undecodable records are delivered to the dead-letter topic;
+3. its records that cannot be decoded or break the contract (``schemas.contract``: ``invalid_record``,
+   naming the field and the rule) are delivered to the dead-letter topic, never inserted;
 4. ``last_offset + 1`` is committed (``enable.auto.commit=false``).
 
 A crash or rebalance anywhere before 4 makes the next owner read the same records again; the
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from abstream.errors import DecodeError, SinkError
+from schemas.contract import contract
 from schemas.serde import AvroSerde
 from sinks.aggregates import UnitAggregates
 from sinks.batching import Batch, Entry, PartitionBuffer
@@ -100,6 +102,7 @@ class SinkWorker:
         self._max_rows, self._interval, self._retry_max = max_rows, interval, retry_max
         self._clock, self._after_insert = clock, after_insert
         self._serdes = {spec.record: AvroSerde(spec.record) for spec in topics.values()}
+        self._contracts = {spec.record: contract(spec.record) for spec in topics.values()}
         self._buffers: dict[tuple[str, int], PartitionBuffer] = {}
         self._assigned = False
         self.stats = SinkStats()
@@ -157,6 +160,8 @@ class SinkWorker:
         origin = {"topic": message.topic(), "partition": message.partition(), "offset": offset}
         try:
             record = self._serdes[spec.record].decode(value or b"", **origin)
+            if (violation := self._contracts[spec.record].check(record)) is not None:
+                raise DecodeError(violation.message, raw=value or b"", kind="invalid_record", **origin)
             return Entry(offset, key, value, spec.row(record, message.partition(), offset), None)
         except DecodeError as exc:
             return Entry(offset, key, value, None, exc)
@@ -237,7 +242,9 @@ class SinkWorker:
         self.stats.rows_inserted += rows
         self.stats.dead_letters += len(batch.dead)
         if batch.dead:
-            log.warning("sink: %d undecodable record(s) from %s sent to dead letters", len(batch.dead), batch.topic)
+            log.warning(
+                "sink: %d unreadable or invalid record(s) from %s sent to dead letters", len(batch.dead), batch.topic
+            )
 
     def _failed(self, buffer: PartitionBuffer, now: float, exc: Exception, force: bool) -> None:
         """Back off and pause the partition; at shutdown (``force``) just say what was left unflushed."""

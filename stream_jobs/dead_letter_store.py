@@ -7,10 +7,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from abstream.errors import KafkaSetupError
+from abstream.errors import DecodeError, InvalidRecordError, KafkaSetupError
 from schemas.serde import AvroSerde
 
-__all__ = ["read_dead_letters", "replay_dead_letters"]
+__all__ = ["read_dead_letters", "replay_dead_letters", "unit_key"]
+
+_KEYED_RECORDS = ("Exposure", "Event")  # the inputs the jobs key by unit id
 
 
 def read_dead_letters(bootstrap: str, topic: str, *, limit: int, timeout: float) -> list[tuple[int, dict[str, Any]]]:
@@ -47,13 +49,29 @@ def _drain(consumer: Consumer, ends: dict[int, int], limit: int, timeout: float)
     return rows[:limit]
 
 
-def replay_dead_letters(bootstrap: str, letters: list[dict[str, Any]]) -> int:
-    """Produce each dead letter's raw bytes, with its key, back to its source topic; returns how many."""
+def unit_key(letter: dict[str, Any]) -> bytes:
+    """The key a dead letter's record should have had: its unit id (what fixes a ``wrong_key`` letter)."""
+    for record in _KEYED_RECORDS:
+        try:
+            return str(AvroSerde(record).decode(letter["raw"])["unit_id"]).encode()
+        except DecodeError:
+            continue
+    where = f"{letter['source_topic']}[{letter['source_partition']}]@{letter['source_offset']}"
+    raise InvalidRecordError(
+        f"dead letter from {where} ({letter['error_kind']}): its bytes are no Exposure or Event, "
+        "so it has no unit id to be keyed by; replay it without --rekey"
+    )
+
+
+def replay_dead_letters(bootstrap: str, letters: list[dict[str, Any]], *, rekey: bool = False) -> int:
+    """Produce each dead letter's raw bytes back to its source topic, with its key (``rekey``: keyed by
+    its unit id instead, so it lands in its unit's partition); returns how many."""
+    keys = [unit_key(letter) if rekey else letter["key"] for letter in letters]  # every key known before any send
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random"}
     )
-    for letter in letters:
-        producer.produce(letter["source_topic"], letter["raw"], letter["key"])
+    for letter, key in zip(letters, keys, strict=True):
+        producer.produce(letter["source_topic"], letter["raw"], key)
     if producer.flush(30) != 0:
         raise KafkaSetupError(
             "some dead letters could not be re-injected within 30 s; nothing was lost, run replay again"

@@ -1,20 +1,25 @@
-"""Dead letters: a record that cannot be decoded or validated goes to the dead-letter topic, the job goes on.
+"""Dead letters: a record the jobs cannot apply goes to the dead-letter topic, the job goes on.
 
 The DeadLetter record keeps where it came from (topic, partition, offset), its key and raw bytes, and
 why it failed, so an operator can inspect it (``abstream deadletters list``) and re-inject it into its
-source topic after a fix (``abstream deadletters replay``).
+source topic after a fix (``abstream deadletters replay``). Its ``error_kind`` is the decode error's
+(``truncated``, ``bad_magic``, ``unknown_fingerprint``, ``wrong_record``, ``schema_mismatch``...),
+``invalid_record`` for a record that breaks the contract, ``wrong_key`` for a key that is not the unit id,
+or ``processing_error`` for a valid record a job failed on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["dead_letter", "invalid_reason"]
+from schemas.contract import CONTRACTS
 
-_REQUIRED = {
-    "Exposure": ("event_id", "experiment", "variant", "unit_type", "unit_id"),
-    "Event": ("event_id", "unit_type", "unit_id", "name"),
-}
+__all__ = ["INVALID_RECORD", "WRONG_KEY", "dead_letter", "rejection"]
+
+INVALID_RECORD = "invalid_record"
+"""A decoded record that breaks the contract (``schemas.contract``); the message names the field and the rule."""
+WRONG_KEY = "wrong_key"
+"""A record whose Kafka key is null or not its unit id: it may sit in another unit's partition."""
 
 
 def dead_letter(
@@ -34,11 +39,18 @@ def dead_letter(
     }
 
 
-def invalid_reason(record_name: str, record: dict[str, Any], key: bytes | None) -> str | None:
-    """Why a decoded record cannot be processed (empty ids, a key that is not its unit id), or None."""
-    empty = [f for f in _REQUIRED[record_name] if not record.get(f)]
-    if empty:
-        return f"{record_name}: empty required field(s) {', '.join(empty)}"
-    if key is not None and key != record["unit_id"].encode():
-        return f"{record_name}: key {key!r} is not the unit id {record['unit_id']!r}; co-partitioning needs it"
+def rejection(record_name: str, record: dict[str, Any], key: bytes | None) -> tuple[str, str] | None:
+    """``(error_kind, message)`` for a decoded Exposure or Event the jobs must not apply, or None.
+
+    The contract first (a record without a valid unit id has no key to compare), then the key: per-unit
+    state is only right if every record of a unit comes through its unit's partition.
+    """
+    violation = CONTRACTS[record_name].check(record)
+    if violation is not None:
+        return INVALID_RECORD, violation.message
+    if key is None or key != record["unit_id"].encode():
+        return (
+            WRONG_KEY,
+            f"{record_name}: key {key!r} is not the unit id {record['unit_id']!r}; co-partitioning needs it",
+        )
     return None

@@ -30,7 +30,7 @@ from faust.types import EventT
 
 from abstream.errors import DecodeError
 from schemas.serde import AvroSerde
-from stream_jobs.dead_letters import dead_letter, invalid_reason
+from stream_jobs.dead_letters import dead_letter, rejection
 from stream_jobs.first_exposures import FirstExposureWriter
 from stream_jobs.processor import Output, UnitProcessor, dump_state, load_state
 from stream_jobs.producer import LibrdkafkaProducer
@@ -139,9 +139,9 @@ class _UnitJob:
             record = serde.decode(msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset)
         except DecodeError as exc:
             return self._dead_letter(msg, exc.kind, str(exc), work)
-        if (reason := invalid_reason(name, record, msg.key)) is not None:
-            return self._dead_letter(msg, "invalid_record", reason, work)
-        slot = (msg.partition, msg.key or record["unit_id"].encode())
+        if (rejected := rejection(name, record, msg.key)) is not None:
+            return self._dead_letter(msg, *rejected, work)
+        slot = (msg.partition, msg.key)
         stored = work.states[slot] if slot in work.states else self.store._get(slot[1])
         state = load_state(stored)
         watermark = self._advance(msg.partition, name, record["client_ts" if name == "Exposure" else "ts"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -84,20 +85,29 @@ def list_(
                 highlight=False,
             )
     if not as_json:
-        console.print(f"{len(rows)} dead letter(s)")
+        kinds = Counter(letter["error_kind"] for _, letter in rows)
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        console.print(f"{len(rows)} dead letter(s)" + (f": {by_kind}" if by_kind else ""), highlight=False)
 
 
 @deadletters.command()
 def replay(
     offsets: Annotated[list[int] | None, typer.Argument(help="Dead-letter offsets to replay (default: all).")] = None,
-    kind: Annotated[str | None, typer.Option(help="Only dead letters with this error kind.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only dead letters with this error kind (invalid_record, wrong_key, bad_magic, ...)."),
+    ] = None,
+    rekey: Annotated[
+        bool,
+        typer.Option("--rekey", help="Key each record by its unit id (the fix for wrong_key dead letters)."),
+    ] = False,
 ) -> None:
     """Re-inject dead letters into their source topics (after fixing what made them fail)."""
     from stream_jobs.dead_letter_store import replay_dead_letters
 
     rows = _dead_letter_rows(limit=sys.maxsize, timeout=10.0)
     chosen = [(o, d) for o, d in rows if (not offsets or o in offsets) and (kind is None or d["error_kind"] == kind)]
-    sent = replay_dead_letters(resolve_bootstrap(), [d for _, d in chosen])
+    sent = replay_dead_letters(resolve_bootstrap(), [d for _, d in chosen], rekey=rekey)
     console.print(f"re-injected {sent} record(s) into their source topics")
 
 

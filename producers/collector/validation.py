@@ -4,7 +4,8 @@
      "events":    [{"unit_id": "d-1", "name": "button_click", "properties": {"btn_type": "Moon"}}]}
 
 Records use the Avro field names (``schemas/avro/Exposure``, ``Event``) and are checked with the pydantic
-models of :mod:`schemas.models`, with a few conveniences for browsers: ``event_id`` may be left out (the
+models of :mod:`schemas.models` (the contract every edge applies; errors say the field and the rule as
+:mod:`schemas.contract` words them), with a few conveniences for browsers: ``event_id`` may be left out (the
 collector draws one), ``client_ts`` / ``ts`` too (then: when the collector received it), timestamps are
 epoch milliseconds or ISO 8601 with an offset, and map values (``params``, ``context``, ``properties``)
 may be numbers or booleans (sent as strings: ``3``, ``true``). ``received_ts`` is the collector's to set.
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from abstream.errors import BatchTooLargeError, InvalidRecordError
+from schemas.contract import violations
 from schemas.models import Event, Exposure
 
 __all__ = ["Batch", "FieldError", "Kind", "Rejected", "parse_batch"]
@@ -131,10 +133,12 @@ def _validate(
     for name in _MAPS[kind]:
         if isinstance(record.get(name), Mapping):
             record[name] = {k: _map_value(v) for k, v in record[name].items()}
+    model = _MODELS[kind]
     try:
-        return _MODELS[kind].model_validate(record)
+        return model.model_validate(record)
     except ValidationError as exc:
-        rejected.append(Rejected(index, kind, _field_errors(exc)))
+        found = violations(model.avro_name, exc, model.__pydantic_core_schema__)
+        rejected.append(Rejected(index, kind, tuple(FieldError(v.field, v.reason) for v in found)))
         return None
 
 
@@ -145,7 +149,3 @@ def _map_value(value: object) -> object:
     if isinstance(value, int | float):
         return str(value)
     return value
-
-
-def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
-    return tuple(FieldError(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors(include_url=False))

@@ -326,8 +326,10 @@ def test_undecodable_records_go_to_dead_letters_and_the_sink_keeps_going(sink: S
     stats = sink.run()
 
     letters = read_dead_letters(sink, expected=5)
-    kinds = {**bad, AvroSerde("AttributedConversion").encode(conversion): "invalid_value"}
+    kinds = {**bad, AvroSerde("AttributedConversion").encode(conversion): "invalid_record"}
     assert {(d["raw"], d["error_kind"]) for d in letters} == set(kinds.items())
+    [invalid] = [d for d in letters if d["error_kind"] == "invalid_record"]
+    assert invalid["message"].startswith("AttributedConversion.event_id: must be a valid UUID")
     assert {(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters} == set(placed)
     assert all(d["job"] == "abstream-sink" and d["message"] for d in letters)
     assert stats.dead_letters == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,9 @@ from abstream.errors import ConfigError, InvalidRecordError
 from producers.logger import ExposureLogger, LoggerClosedError, Source
 from producers.records import new_event_id, to_millis
 from producers.spool import Spool
+from schemas.contract import contract
 from schemas.serde import AvroSerde
+from tests.unit.schemas.test_contract import EDGES
 
 
 def test_event_ids_are_unique_version_4_uuids() -> None:
@@ -143,10 +146,13 @@ def test_close_spools_what_kafka_did_not_take(tmp_path: Path) -> None:
 
 def _spooled(directory: Path) -> dict[str, dict]:
     """The records a closed logger left in its spool, by event id: the bytes it would have sent to Kafka."""
+    return {r["event_id"]: r for r in _spooled_records(directory, 100)}
+
+
+def _spooled_records(directory: Path, limit: int) -> list[dict]:
     serdes = {"abstream.exposures": AvroSerde("Exposure"), "abstream.events": AvroSerde("Event")}
     with Spool(directory) as spool:
-        decoded = [serdes[r.topic].decode(r.value) for r in spool.read(100)]
-    return {r["event_id"]: r for r in decoded}
+        return [serdes[r.topic].decode(r.value) for r in spool.read(limit)]
 
 
 def test_received_ts_and_a_per_call_source_go_into_the_record(tmp_path: Path) -> None:
@@ -169,3 +175,49 @@ def test_received_ts_and_a_per_call_source_go_into_the_record(tmp_path: Path) ->
     assert [r["received_ts"] for r in records] == [1_767_225_601_000, 1_767_225_600_500, None, 1_767_225_601_000, None]
     assert [r["source"] for r in records] == [client.as_record(), own, own, client.as_record(), own]
     assert records[3]["ts"] == 1_767_225_600_000
+
+
+_OPTIONAL_EXPOSURE = {
+    "unit_type": "user_id", "scheme": "growthbook", "hash_seed": "s", "hash_version": 1, "bucket_position": 0.5,
+    "bucket_index": 3, "params": {"k": "v"}, "context": {"k": "v"}, "hash_used": False, "sticky_bucket_used": True,
+    "forced": True, "sampling_rate": 0.5, "client_ts": 1_767_225_600_000,
+    "event_id": "6c4e3c0e-2a6f-4a55-9d0c-4c7f6fb1b2a1", "received_ts": 1_767_225_600_000,
+}  # fmt: skip
+_OPTIONAL_EVENT = {
+    "unit_type": "user_id", "value": 1.5, "properties": {"k": "v"}, "ts": 1_767_225_600_000,
+    "event_id": "6c4e3c0e-2a6f-4a55-9d0c-4c7f6fb1b2a1", "received_ts": 1_767_225_600_000,
+}  # fmt: skip
+
+
+def _calls(rng: random.Random, required: dict, optional: dict, n: int) -> list[dict]:
+    """Calls with a few arguments set, each one now and then replaced by a value from the contract's edges."""
+    calls = []
+    for _ in range(n):
+        kwargs = {**required, **dict(rng.sample(sorted(optional.items()), rng.randrange(len(optional))))}
+        for name in rng.sample(sorted(kwargs), rng.choice([0, 0, 1, 1, 2])):
+            kwargs[name] = rng.choice(EDGES)
+        calls.append(kwargs)
+    return calls
+
+
+def test_whatever_the_logger_accepts_keeps_the_contract(tmp_path: Path) -> None:
+    """The logger's shortcut checks accept nothing the contract (what the jobs apply) refuses."""
+    rng = random.Random(12)
+    logger = ExposureLogger(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path, close_timeout=0.1)
+    accepted = refused = 0
+    for log, calls in (
+        (logger.log_exposure, _calls(rng, GOOD, _OPTIONAL_EXPOSURE, 3000)),
+        (logger.log_event, _calls(rng, {"unit_id": "u1", "name": "click"}, _OPTIONAL_EVENT, 2000)),
+    ):
+        for kwargs in calls:
+            try:
+                log(**kwargs)
+                accepted += 1
+            except InvalidRecordError:
+                refused += 1
+    logger.close()
+    spooled = _spooled_records(tmp_path, accepted + 1)
+
+    assert len(spooled) == accepted and accepted > 1000 and refused > 1000
+    for record in spooled:
+        assert contract("Event" if "name" in record else "Exposure").check(record) is None, record

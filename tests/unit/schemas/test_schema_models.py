@@ -158,7 +158,7 @@ def test_timestamps_are_epoch_milliseconds_on_the_wire(given_ts: Any, millis: in
         ("2026-01-01T00:00:00", "timezone info"),
         ("1767225600123", "must be a JSON number, not a string"),
         (1767225600.5, "must be a whole number"),
-        (10**17, "outside the years 1 to 9999"),
+        (10**17, "within the years 1 to 9999"),
         (True, "valid datetime"),
     ],
 )
