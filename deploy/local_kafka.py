@@ -268,15 +268,18 @@ class LocalKafka:
                 return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
-    def stop_node(self, node: NodeState, *, timeout: float = 30.0) -> bool:
-        """Stop one node (SIGTERM, a clean shutdown; SIGKILL after ``timeout``); False if not running."""
-        return bool(self._stop([node], timeout=timeout))
+    def stop_node(self, node: NodeState, *, timeout: float = 30.0, kill: bool = False) -> bool:
+        """Stop one node (SIGTERM, a clean shutdown; SIGKILL after ``timeout``); False if not running.
 
-    def _stop(self, nodes: list[NodeState], *, timeout: float) -> list[int]:
+        ``kill`` sends SIGKILL at once, as a crash would end it (fault tests); ``up`` starts it again.
+        """
+        return bool(self._stop([node], timeout=timeout, sig=signal.SIGKILL if kill else signal.SIGTERM))
+
+    def _stop(self, nodes: list[NodeState], *, timeout: float, sig: signal.Signals = signal.SIGTERM) -> list[int]:
         # All nodes at once: stopped one by one, the last ones lose quorum and hang in shutdown.
         running = [n for n in nodes if self.is_running(n)]
         for node in running:
-            os.kill(node.pid, signal.SIGTERM)  # type: ignore[arg-type]
+            os.kill(node.pid, sig)  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
         while any(self.is_running(n) for n in running) and time.monotonic() < deadline:
             time.sleep(0.1)

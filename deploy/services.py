@@ -69,10 +69,17 @@ class Service:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; False when it was not running."""
+        return self._end(signal.SIGTERM, timeout)
+
+    def kill(self) -> bool:
+        """SIGKILL at once, as a crash would end it (fault tests); False when it was not running."""
+        return self._end(signal.SIGKILL, 10.0)
+
+    def _end(self, sig: signal.Signals, timeout: float) -> bool:
         pid = self.pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
         if not self._gone(pid, timeout):
             os.kill(pid, signal.SIGKILL)
             self._gone(pid, 10.0)

@@ -155,7 +155,16 @@ def create_topics(admin: Any, topics: list[ResolvedTopic], *, timeout: float = 3
 
 
 def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
-    """Until the metadata shows every new topic with leaders: created is not yet usable."""
+    """Until every partition of the new topics has a leader that serves it: created is not yet usable.
+
+    A leader in the metadata is not enough: the broker may name itself leader before it has created the
+    partition's log, and an idempotent producer's first batch sent then was seen lost for good (the broker
+    took the producer's next batch, sequence 2, as its first; the logger reported no failure and spooled
+    nothing). Answering ListOffsets for a partition takes the log to exist on its leader.
+    """
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         topics = admin.list_topics(timeout=timeout).topics
@@ -163,6 +172,12 @@ def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
             n in topics and topics[n].error is None and all(p.leader >= 0 for p in topics[n].partitions.values())
             for n in names
         ):
-            return
+            request = {TopicPartition(n, p): OffsetSpec.latest() for n in names for p in topics[n].partitions}
+            try:
+                for future in admin.list_offsets(request, request_timeout=timeout).values():
+                    future.result()
+                return
+            except KafkaException:
+                pass  # a partition's log is not there yet
         time.sleep(0.1)
-    raise KafkaSetupError(f"topics {names} were created but did not appear in the metadata within {timeout:.0f}s")
+    raise KafkaSetupError(f"topics {names} were created but their partitions were not served within {timeout:.0f}s")
