@@ -8,7 +8,8 @@ keyed (unit id) and carries its identity (event id, experiment), so the sink's r
 the duplicates. We chose this over Faust's Kafka-transaction mode: it needs no transactional producer
 per partition and survives a ``kill -9`` with nothing more than duplicates downstream.
 
-Outputs and changelogs are produced through librdkafka (``stream_jobs.producer``), not aiokafka.
+Outputs and changelogs are produced through librdkafka (``stream_jobs.producer``), not aiokafka; the
+consumer seeks to the committed offsets with the flow stopped (``stream_jobs.consumer``).
 
     app = create_app(settings, preflight(settings))
 """
@@ -24,6 +25,7 @@ import faust
 from confluent_kafka.admin import AdminClient
 
 from abstream.errors import KafkaSetupError
+from stream_jobs.consumer import SeekSafeConsumer
 from stream_jobs.producer import LibrdkafkaProducer
 from stream_jobs.settings import JobsSettings
 
@@ -100,10 +102,17 @@ def create_app(settings: JobsSettings, cluster: Preflight) -> faust.App:
 
 
 class _App(faust.App):
-    """Faust, with outputs and changelogs produced through librdkafka (see ``stream_jobs.producer``)."""
+    """Faust, with outputs and changelogs produced through librdkafka (see ``stream_jobs.producer``) and
+    seeks that no fetched record races (see ``stream_jobs.consumer``)."""
 
     def _new_producer(self) -> LibrdkafkaProducer:
         return LibrdkafkaProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    def _new_consumer(self) -> SeekSafeConsumer:
+        return SeekSafeConsumer(
+            self.transport, callback=self.topics.on_message, on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned, beacon=self.beacon, loop=self.transport.loop,
+        )  # fmt: skip
 
     async def on_started(self) -> None:
         await super().on_started()
