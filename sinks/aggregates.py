@@ -212,9 +212,10 @@ class UnitAggregates:
             for n, chunk in enumerate(_chunks(units)):
                 part = f"{token}/{experiment}/{n}"
                 # A unit's (earlier) first exposure decides what its values count; a switch flag, where they go.
+                multi = self._multi(experiment, chunk)  # read once for both updates
                 if table != "conversions":
-                    self._update_exposures(experiment, chunk, token=part)
-                self._update_metrics(experiment, chunk, metrics, token=f"{part}/metrics")
+                    self._update_exposures(experiment, chunk, token=part, multi=multi)
+                self._update_metrics(experiment, chunk, metrics, token=f"{part}/metrics", multi=multi)
 
     def _done(self) -> set[tuple[str, str, str]]:
         if self._backfilled is None:
@@ -243,9 +244,11 @@ class UnitAggregates:
         self._mark_done(experiment, [_EXPOSURES])
 
     # -- exposures -------------------------------------------------------------------------------
-    def _update_exposures(self, experiment: str, units: Sequence[str], *, token: str) -> None:
+    def _update_exposures(
+        self, experiment: str, units: Sequence[str], *, token: str, multi: set[str] | None = None
+    ) -> None:
         params = {"experiment": experiment, "units": list(units)}
-        multi = self._multi(experiment, units)
+        multi = self._multi(experiment, units) if multi is None else multi
         new = {r[0]: (*r[1:], r[0] in multi) for r in self._client.query(_EXPOSURES_NEW, parameters=params).result_rows}
         old = {r[0]: tuple(r[1:]) for r in self._client.query(_EXPOSURES_OLD, parameters=params).result_rows}
         changed = {unit: state for unit, state in new.items() if old.get(unit) != state}
@@ -313,11 +316,17 @@ class UnitAggregates:
         self._mark_done(experiment, [(m.key, m.version) for m in missing])
 
     def _update_metrics(
-        self, experiment: str, units: Sequence[str], metrics: Sequence[CompiledMetric], *, token: str
+        self,
+        experiment: str,
+        units: Sequence[str],
+        metrics: Sequence[CompiledMetric],
+        *,
+        token: str,
+        multi: set[str] | None = None,
     ) -> None:
         sql, extra = metric_sql(metrics)
         params = {"experiment": experiment, "units": list(units), **extra}
-        multi = self._multi(experiment, units)
+        multi = self._multi(experiment, units) if multi is None else multi
         new = {}
         for unit, variant, minute, *values in self._client.query(sql, parameters=params).result_rows:
             for i, metric in enumerate(metrics):
